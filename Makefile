@@ -1,0 +1,31 @@
+# sandboxfs: the two quick-start commands are `make demo` and `make test`.
+# Both call `make setup`, which installs what is missing and is quick the second time.
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+DEB_PKGS  := fuse3 libfuse3-dev pkg-config gcc diod fuse-overlayfs busybox-static attr git
+STAMP     := $(VENV)/.setup-stamp
+
+.PHONY: setup demo test lint typecheck bench bench-quick clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup-debian.sh
+	bash scripts/setup-debian.sh $(DEB_PKGS)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	bash examples/demo.sh
+
+lint: setup
+	$(VENV)/bin/ruff check gofer sandboxfs tests
+	$(VENV)/bin/mypy gofer sandboxfs
+
+test: setup lint
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) examples/bundle/rootfs
