@@ -1,0 +1,122 @@
+"""`OverlayFs`: the layers, the node tables, and the caches of lower listings.
+
+Layers are numbered: 0 is the upper, lower `i` (top-most first, as passed)
+is layer `i + 1`. A layer is reached only through the VFS `Inode` and
+`FileHandle` interfaces, and a lower only through reading calls (lookup,
+readdir, getattr, readlink, getxattr, listxattr, open O_RDONLY).
+
+Node identity: a non-directory is one `OverlayInode` per underlying inode,
+keyed by (layer, inode number) in `nodes`; every name that reaches the same
+lower inode (hard links) or the same upper inode gets the same node. A copy
+made by copy-up is entered under its upper key too. Directories are kept by
+their parent's `children` table (they have one name).
+"""
+
+from __future__ import annotations
+
+import stat
+
+import trio
+
+from sandboxfs.overlay.inode import OverlayInode
+from sandboxfs.overlay.inomap import ROOT_INO, UPPER, InoAllocator
+from sandboxfs.overlay.whiteout import OCI_OPAQUE_MARKER, has_opaque_xattr
+from sandboxfs.vfs import Attr, DirEntry, Inode
+
+
+class OverlayFs:
+    """An upper directory over read-only lower directories, top-most first.
+
+    Lock order: `ns_lock` (one per filesystem: every change of a name) →
+    `OverlayInode.lock` of a file being copied up → the locks of directories
+    being copied up, each taken and released on its own, parents first.
+    Copy-up never takes `ns_lock`, so namespace operations may copy up.
+    """
+
+    def __init__(self, upper: Inode, lowers: list[Inode]) -> None:
+        self.upper_root = upper
+        self.lower_roots = list(lowers)
+        self.inos = InoAllocator()
+        #: Non-directory nodes by (layer, inode number in that layer).
+        self.nodes: dict[tuple[int, int], OverlayInode] = {}
+        #: Lower listings by (layer, inode number): lowers never change.
+        self._listings: dict[tuple[int, int], dict[bytes, DirEntry]] = {}
+        self._opaque: dict[tuple[int, int], bool] = {}
+        #: Protects the merged namespace: held by every operation that adds,
+        #: removes or moves a name, across its check and its change.
+        self.ns_lock = trio.Lock()
+        self.root = OverlayInode(self, stat.S_IFDIR, ROOT_INO, upper=upper,
+                                 lowers=[(i + 1, low) for i, low in enumerate(lowers)])
+
+    # -- lower caches ------------------------------------------------------
+
+    async def lower_listing(self, layer: int, directory: Inode) -> dict[bytes, DirEntry]:
+        """A lower directory's entries by name (markers included), read once."""
+        key = (layer, directory.ino)
+        listing = self._listings.get(key)
+        if listing is None:
+            listing = {e.name: e for e in await directory.readdir()}
+            self._listings[key] = listing
+        return listing
+
+    def has_listing(self, layer: int, directory: Inode) -> bool:
+        return (layer, directory.ino) in self._listings
+
+    async def lower_is_opaque(self, layer: int, directory: Inode) -> bool:
+        """Opaque by the OCI marker or by overlayfs's xattr (a former upper)."""
+        key = (layer, directory.ino)
+        opaque = self._opaque.get(key)
+        if opaque is None:
+            listing = await self.lower_listing(layer, directory)
+            opaque = OCI_OPAQUE_MARKER in listing or await has_opaque_xattr(directory)
+            self._opaque[key] = opaque
+        return opaque
+
+    # -- nodes -------------------------------------------------------------
+
+    def nondir_node(self, layer: int, inode: Inode, attr: Attr, parent: OverlayInode,
+                    name: bytes) -> OverlayInode:
+        """The one node of a non-directory met at (parent, name) in `layer`."""
+        key = (layer, attr.ino)
+        node = self.nodes.get(key)
+        if node is None:
+            if layer == UPPER:
+                node = OverlayInode(self, stat.S_IFMT(attr.mode), self.inos.grant(key, None),
+                                    upper=inode)
+            else:
+                node = OverlayInode(self, stat.S_IFMT(attr.mode),
+                                    self.inos.grant(key, attr.ino),
+                                    lowers=[(layer, inode)], nlink=attr.nlink)
+            self.nodes[key] = node
+        node.add_alias(parent, name)
+        return node
+
+    def dir_node(self, parent: OverlayInode, name: bytes, upper: Inode | None,
+                 lowers: list[tuple[int, Inode]]) -> OverlayInode:
+        """A directory node: its upper part (if any) and its lower candidates
+        (trimmed at the first opaque one when first needed)."""
+        if lowers:
+            layer, top = lowers[0]
+            ino = self.inos.grant((layer, top.ino), top.ino)
+        else:
+            assert upper is not None
+            ino = self.inos.grant((UPPER, upper.ino), None)
+        node = OverlayInode(self, stat.S_IFDIR, ino, upper=upper, lowers=lowers)
+        node.add_alias(parent, name)
+        return node
+
+    def upper_node(self, upper: Inode, attr: Attr, parent: OverlayInode,
+                   name: bytes) -> OverlayInode:
+        """The node of an entry just created in the upper."""
+        if stat.S_ISDIR(attr.mode):
+            node = self.dir_node(parent, name, upper, [])
+            node.mark_resolved()
+            return node
+        return self.nondir_node(UPPER, upper, attr, parent, name)
+
+    def copied_up(self, node: OverlayInode, upper: Inode) -> None:
+        """`node` now has `upper`: later meetings of that upper inode find it."""
+        key = (UPPER, upper.ino)
+        self.inos.alias(key, node.ino)
+        if not node.is_dir:
+            self.nodes[key] = node
