@@ -8,7 +8,10 @@ STAMP     := $(VENV)/.setup-stamp
 
 .PHONY: setup demo test lint typecheck bench bench-quick clean
 
+# mount(8) runs fuse helpers with a fixed PATH, so `mount -t fuse.sandboxfs` and
+# mount.fuse3 find the command only in a system directory: link this checkout's.
 setup: $(STAMP)
+	@if [ "$$(id -u)" -eq 0 ]; then ln -sfn "$(abspath $(VENV))/bin/sandboxfs" /usr/local/bin/sandboxfs; fi
 
 $(STAMP): pyproject.toml scripts/setup-debian.sh
 	bash scripts/setup-debian.sh $(DEB_PKGS)

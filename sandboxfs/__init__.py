@@ -1,0 +1,1 @@
+"""sandboxfs: a FUSE sandbox filesystem over a confined gofer."""

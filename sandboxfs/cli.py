@@ -1,0 +1,127 @@
+"""The `sandboxfs` command line.
+
+    sandboxfs mount BUNDLE MOUNTPOINT [--foreground] [--upper-size SIZE] [-o OPTS]
+    sandboxfs umount MOUNTPOINT
+    sandboxfs plan BUNDLE [--pod-bundle SANDBOX_BUNDLE] [--compact]
+    sandboxfs annotate BUNDLE [--kubelet-pods-dir DIR] [--dry-run]
+    sandboxfs SOURCE MOUNTPOINT -o lowerdir=A:B[,upper=memory][,...]   (mount.fuse3 form)
+
+Exit status: 0 on success, 1 when the operation failed, 2 for bad input
+(a malformed bundle or option), with one line on stderr saying which field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from sandboxfs import mounts
+from sandboxfs.mountopts import OptionError, parse_mount_options, parse_size
+from sandboxfs.plan_cli import cmd_annotate, cmd_plan
+from sandboxfs.spec import SpecError, load_bundle
+
+SUBCOMMANDS = ("mount", "umount", "unmount", "plan", "annotate")
+
+
+def _die(status: int, message: str) -> int:
+    print(f"sandboxfs: {message}", file=sys.stderr)
+    return status
+
+
+def _mount_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sandboxfs mount",
+                                description="Mount an OCI bundle's rootfs as a memory overlay.")
+    p.add_argument("bundle")
+    p.add_argument("mountpoint")
+    p.add_argument("--foreground", "-f", action="store_true",
+                   help="stay attached instead of daemonizing")
+    p.add_argument("--upper-size", help="bound of the memory upper (default: half of RAM)")
+    p.add_argument("--log", help="file the daemon logs to (default: none)")
+    p.add_argument("-o", dest="options", action="append", default=[],
+                   help="extra mount options (dev, suid, ...)")
+    return p
+
+
+def _cmd_mount(argv: Sequence[str]) -> int:
+    args = _mount_parser().parse_args(argv)
+    try:
+        bundle = load_bundle(args.bundle)
+        opts = parse_mount_options(args.options)
+        upper_size = parse_size(args.upper_size) if args.upper_size else opts.upper_size
+    except (SpecError, OptionError) as exc:
+        return _die(2, str(exc))
+    if opts.lowerdirs:
+        return _die(2, "-o lowerdir= is for the SOURCE MOUNTPOINT form, not with a bundle")
+    return mounts.mount(
+        mountpoint=args.mountpoint,
+        lowers=[str(bundle.root_path)],
+        fsname=f"sandboxfs:{bundle.path}",
+        upper_size=upper_size,
+        kernel_flags=opts.kernel_flags,
+        foreground=args.foreground,
+        log_path=args.log,
+    )
+
+
+def _cmd_umount(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="sandboxfs umount",
+                                description="Unmount and stop the daemon and its gofer.")
+    p.add_argument("mountpoint")
+    args = p.parse_args(argv)
+    return mounts.umount(args.mountpoint)
+
+
+def _cmd_fuse_form(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="sandboxfs",
+        description="Mount layers as mount.fuse3 calls us: sandboxfs SOURCE MOUNTPOINT -o OPTS")
+    p.add_argument("source")
+    p.add_argument("mountpoint")
+    p.add_argument("-o", dest="options", action="append", default=[])
+    p.add_argument("--foreground", "-f", action="store_true")
+    p.add_argument("--log")
+    args = p.parse_args(argv)
+    try:
+        opts = parse_mount_options(args.options)
+    except OptionError as exc:
+        return _die(2, str(exc))
+    if not opts.lowerdirs:
+        return _die(2, "-o lowerdir=DIR[:DIR...] is required")
+    for layer in opts.lowerdirs:
+        if not os.path.isdir(layer):
+            return _die(2, f"lowerdir: {layer} is not a directory")
+    return mounts.mount(
+        mountpoint=args.mountpoint,
+        lowers=[os.path.abspath(d) for d in opts.lowerdirs],
+        fsname=opts.fsname or args.source,
+        upper_size=opts.upper_size,
+        kernel_flags=opts.kernel_flags,
+        foreground=args.foreground,
+        log_path=args.log,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "mount":
+        return _cmd_mount(rest)
+    if command in ("umount", "unmount"):
+        return _cmd_umount(rest)
+    if command == "plan":
+        return cmd_plan(rest)
+    if command == "annotate":
+        return cmd_annotate(rest)
+    return _cmd_fuse_form(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

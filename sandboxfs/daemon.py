@@ -1,0 +1,116 @@
+"""The sandboxfs daemon: start the gofer, build the filesystem, serve FUSE.
+
+`serve()` runs inside `trio.run`. It tells its caller that the mount is live
+(or why it failed) through the `ready` callback, so the CLI can daemonize and
+still exit non-zero with the reason when mounting fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyfuse3
+import trio
+
+from gofer.client import open_client
+from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
+from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
+from sandboxfs.gofer_proc import Export, GoferProcess
+from sandboxfs.overlay import OverlayFs
+from sandboxfs.remote import CachePolicy, RemoteFs
+from sandboxfs.tmpfs import TmpFs
+from sandboxfs.vfs import Inode
+
+log = logging.getLogger(__name__)
+
+
+def default_upper_size() -> int:
+    """Half of RAM, as tmpfs defaults to."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+@dataclass(slots=True)
+class DaemonConfig:
+    """Everything the daemon needs, compiled by the CLI from a bundle or -o options."""
+
+    mountpoint: str
+    lowers: list[Export]  # top-most first
+    fsname: str = "sandboxfs"
+    upper_size: int = field(default_factory=default_upper_size)
+    kernel_flags: list[str] = field(default_factory=list)
+    log_fd: int | None = None
+    confine: bool = True  # landlock the daemon once mounted (see sandboxfs.confine)
+    state_file: str | None = None
+
+
+def fuse_options(cfg: DaemonConfig) -> set[str]:
+    opts = {f"fsname={cfg.fsname}", "subtype=sandboxfs", "default_permissions"}
+    if os.geteuid() == 0:
+        opts.add("allow_other")
+    flags = set(cfg.kernel_flags)
+    if not flags & {"dev", "nodev"}:
+        flags.add("nodev")
+    if not flags & {"suid", "nosuid"}:
+        flags.add("nosuid")
+    return opts | flags
+
+
+def raise_fd_limit() -> None:
+    """Upper files are memfds and lower files donated fds: allow many."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
+    """Mount and serve until unmounted or told to stop (SIGTERM/SIGINT)."""
+    raise_fd_limit()
+    gofer = GoferProcess.start(cfg.lowers, log_fd=cfg.log_fd)
+    mounted = False
+    confined = False
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            lowers: list[Inode] = []
+            for sock in gofer.sockets:
+                client = await stack.enter_async_context(open_client(sock))
+                remote = await RemoteFs.attach(client, readonly=True,
+                                               policy=CachePolicy.EXCLUSIVE)
+                stack.callback(remote.close)
+                lowers.append(remote.root)
+            upper = TmpFs(size_limit=cfg.upper_size)
+            overlay = OverlayFs(upper.root, lowers)
+            ops = FuseOps(overlay.root, CacheTimeouts.exclusive())
+            pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
+            mounted = True
+            ready(None)
+            if cfg.confine:
+                start_unmount_guard(cfg.mountpoint, cfg.state_file)
+                confined = deny_all_host_paths()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signal, cfg.mountpoint)
+                await pyfuse3.main()
+                nursery.cancel_scope.cancel()
+    except BaseException as exc:
+        if not mounted:
+            ready(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if mounted:
+            # A confined daemon may not unmount; its guard detaches the mount.
+            pyfuse3.close(unmount=not confined)
+        gofer.stop()
+
+
+async def _stop_on_signal(mountpoint: str) -> None:
+    """SIGTERM/SIGINT: end the FUSE session so `pyfuse3.main()` returns."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            log.info("signal received: unmounting %s", mountpoint)
+            pyfuse3.terminate()
+            return

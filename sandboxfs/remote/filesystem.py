@@ -1,0 +1,432 @@
+"""A filesystem whose inodes live behind a gofer, reached through a 9P client.
+
+Each `RemoteInode` knows its parent and name and walks a fid for itself only
+when it needs one (to open, list or walk further), so a directory listing of
+10,000 files costs one round trip and no fids. Attributes come with names:
+the gofer's walk and readdir extensions return them in the same reply.
+
+Cache policy (`CachePolicy`) decides how long what was learned stays true:
+`EXCLUSIVE` (nothing else changes the tree: cache attributes, names and
+listings for the life of the mount), `NONE` (ask the gofer every time).
+
+Data: the gofer donates the host fd on open, and reads go straight to it
+with `os.pread`; without donation (TCP, a plain 9P server) reads fall back to
+Tread. Donated read-only fds are kept per inode in a bounded `FdCache`.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import stat as statmod
+
+from gofer.client import Client, DirentAttr, Stat
+from sandboxfs.remote.fdcache import FdCache
+from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr, StatFs
+
+AT_REMOVEDIR = 0x200
+
+
+class CachePolicy(enum.Enum):
+    """How long facts learned from the host stay true (see ARCHITECTURE.md)."""
+
+    EXCLUSIVE = "exclusive"
+    REVALIDATE = "revalidate"
+    NONE = "none"
+
+
+def attr_of(st: Stat) -> Attr:
+    """The VFS attributes of a gofer stat: the host's own inode number and times."""
+    return Attr(
+        ino=st.qid.path,
+        mode=st.mode,
+        nlink=st.nlink,
+        uid=st.uid,
+        gid=st.gid,
+        size=st.size,
+        atime_ns=st.atime_ns,
+        mtime_ns=st.mtime_ns,
+        ctime_ns=st.ctime_ns,
+        rdev=st.rdev,
+        blocks=st.blocks,
+        blksize=st.blksize or 4096,
+    )
+
+
+def _no_such(name: bytes) -> OSError:
+    return OSError(errno.ENOENT, os.strerror(errno.ENOENT), name.decode(errors="replace"))
+
+
+class RemoteFs:
+    """One gofer export, attached once; `root` is its root directory."""
+
+    def __init__(self, client: Client, root_fid: int, root_stat: Stat, *,
+                 readonly: bool, policy: CachePolicy = CachePolicy.EXCLUSIVE,
+                 fd_cache_size: int = 4096) -> None:
+        self.client = client
+        self.readonly = readonly
+        self.policy = policy
+        self.fds = FdCache(fd_cache_size)
+        self.root = RemoteInode(self, None, b"", root_stat, fid=root_fid)
+
+    @classmethod
+    async def attach(cls, client: Client, *, aname: bytes = b"", readonly: bool,
+                     policy: CachePolicy = CachePolicy.EXCLUSIVE) -> RemoteFs:
+        fid, _ = await client.attach(aname)
+        root_stat = await client.getattr(fid)
+        return cls(client, fid, root_stat, readonly=readonly, policy=policy)
+
+    @property
+    def caches(self) -> bool:
+        return self.policy is CachePolicy.EXCLUSIVE
+
+    def check_writable(self) -> None:
+        if self.readonly:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    def close(self) -> None:
+        self.fds.close_all()
+
+
+class RemoteInode:
+    """A host file, directory, symlink or special file behind the gofer."""
+
+    def __init__(self, fs: RemoteFs, parent: RemoteInode | None, name: bytes, st: Stat,
+                 fid: int | None = None) -> None:
+        self._fs = fs
+        self._parent = parent
+        self._name = name
+        self._stat = st
+        self._fid = fid
+        self._children: dict[bytes, RemoteInode] = {}
+        self._missing: set[bytes] = set()
+        self._listing: list[DirEntry] | None = None
+        self._link_target: bytes | None = None
+
+    # -- helpers -----------------------------------------------------------
+
+    @property
+    def ino(self) -> int:
+        return self._stat.qid.path
+
+    @property
+    def is_dir(self) -> bool:
+        return statmod.S_ISDIR(self._stat.mode)
+
+    async def fid(self) -> int:
+        """This inode's fid, walked from the parent's on first need."""
+        if self._fid is None:
+            assert self._parent is not None
+            parent_fid = await self._parent.fid()
+            fid, _ = await self._fs.client.walk(parent_fid, [self._name])
+            if self._fid is None:
+                self._fid = fid
+            else:  # another task walked it meanwhile
+                await self._fs.client.clunk(fid)
+        return self._fid
+
+    def _forget_listing(self) -> None:
+        self._listing = None
+        self._missing.clear()
+
+    def _child(self, name: bytes, st: Stat, fid: int | None = None) -> RemoteInode:
+        known = self._children.get(name) if self._fs.caches else None
+        if known is not None and known._stat.qid.path == st.qid.path:
+            known._stat = st
+            if fid is not None and known._fid is None:
+                known._fid = fid
+            return known
+        child = RemoteInode(self._fs, self, name, st, fid=fid)
+        if self._fs.caches:
+            self._children[name] = child
+            self._missing.discard(name)
+        return child
+
+    def _require_dir(self) -> None:
+        if not self.is_dir:
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+
+    # -- attributes --------------------------------------------------------
+
+    async def getattr(self) -> Attr:
+        if not self._fs.caches:
+            self._stat = await self._fs.client.getattr(await self.fid())
+        return attr_of(self._stat)
+
+    async def setattr(self, changes: SetAttr) -> Attr:
+        self._fs.check_writable()
+        if changes.size is not None and self.is_dir:
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+        client = self._fs.client
+        fid = await self.fid()
+        await client.setattr(fid, mode=changes.mode, uid=changes.uid, gid=changes.gid,
+                             size=changes.size, atime_ns=changes.atime_ns,
+                             mtime_ns=changes.mtime_ns)
+        self._stat = await client.getattr(fid)
+        return attr_of(self._stat)
+
+    # -- directories -------------------------------------------------------
+
+    async def lookup(self, name: bytes) -> Inode:
+        self._require_dir()
+        if self._fs.caches:
+            known = self._children.get(name)
+            if known is not None:
+                return known
+            if name in self._missing:
+                raise _no_such(name)
+        try:
+            fid, _, stats = await self._fs.client.walk_getattr(await self.fid(), [name])
+        except FileNotFoundError:
+            if self._fs.caches:
+                self._missing.add(name)
+            raise
+        return self._child(name, stats[-1], fid=fid)
+
+    async def readdir(self) -> list[DirEntry]:
+        self._require_dir()
+        if self._listing is not None and self._fs.caches:
+            return self._listing
+        client = self._fs.client
+        dfid, _ = await client.walk(await self.fid(), [])
+        try:
+            await client.lopen(dfid, os.O_RDONLY | os.O_DIRECTORY)
+            dirents = await client.readdir_all(dfid)
+        finally:
+            await client.clunk(dfid)
+        entries = [await self._entry_of(d) for d in dirents]
+        if self._fs.caches:
+            self._listing = entries
+        return entries
+
+    async def _entry_of(self, dirent: DirentAttr) -> DirEntry:
+        st = dirent.stat
+        if st is None:  # plain 9P2000.L: one getattr walk per name
+            known = self._children.get(dirent.name)
+            if known is not None:
+                st = known._stat
+            else:
+                fid, _, stats = await self._fs.client.walk_getattr(await self.fid(),
+                                                                   [dirent.name])
+                st = stats[-1]
+                child = self._child(dirent.name, st, fid=fid)
+                return DirEntry(dirent.name, child, attr_of(st))
+        child = self._child(dirent.name, st)
+        return DirEntry(dirent.name, child, attr_of(st))
+
+    async def _created(self, name: bytes) -> Inode:
+        self._forget_listing()
+        fid, _, stats = await self._fs.client.walk_getattr(await self.fid(), [name])
+        await self._refresh()
+        return self._child(name, stats[-1], fid=fid)
+
+    async def _refresh(self) -> None:
+        self._stat = await self._fs.client.getattr(await self.fid())
+
+    async def create(self, name: bytes, mode: int, creds: Creds) -> Inode:
+        self._fs.check_writable()
+        self._require_dir()
+        client = self._fs.client
+        fid, _ = await client.walk(await self.fid(), [])
+        try:
+            _, _, fd = await client.lcreate(fid, name, os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                                            mode & 0o7777, creds.gid)
+            if fd is not None:
+                os.close(fd)
+        finally:
+            await client.clunk(fid)
+        return await self._created(name)
+
+    async def mkdir(self, name: bytes, mode: int, creds: Creds) -> Inode:
+        self._fs.check_writable()
+        self._require_dir()
+        await self._fs.client.mkdir(await self.fid(), name, mode & 0o7777, creds.gid)
+        return await self._created(name)
+
+    async def mknod(self, name: bytes, mode: int, rdev: int, creds: Creds) -> Inode:
+        self._fs.check_writable()
+        self._require_dir()
+        await self._fs.client.mknod(await self.fid(), name, mode, os.major(rdev),
+                                    os.minor(rdev), creds.gid)
+        return await self._created(name)
+
+    async def symlink(self, name: bytes, target: bytes, creds: Creds) -> Inode:
+        self._fs.check_writable()
+        self._require_dir()
+        await self._fs.client.symlink(await self.fid(), name, target, creds.gid)
+        return await self._created(name)
+
+    async def link(self, name: bytes, target: Inode) -> Inode:
+        self._fs.check_writable()
+        if not isinstance(target, RemoteInode) or target._fs is not self._fs:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        await self._fs.client.link(await self.fid(), await target.fid(), name)
+        self._forget_listing()
+        await target._refresh()
+        await self._refresh()
+        if self._fs.caches:
+            self._children[name] = target
+        return target
+
+    async def unlink(self, name: bytes) -> None:
+        self._fs.check_writable()
+        await self._fs.client.unlinkat(await self.fid(), name, 0)
+        self._removed(name)
+        await self._refresh()
+
+    async def rmdir(self, name: bytes) -> None:
+        self._fs.check_writable()
+        await self._fs.client.unlinkat(await self.fid(), name, AT_REMOVEDIR)
+        self._removed(name)
+        await self._refresh()
+
+    def _removed(self, name: bytes) -> None:
+        self._children.pop(name, None)
+        self._forget_listing()
+
+    async def rename(self, name: bytes, new_parent: Inode, new_name: bytes,
+                     flags: int = 0) -> None:
+        self._fs.check_writable()
+        if not isinstance(new_parent, RemoteInode) or new_parent._fs is not self._fs:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        if flags:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        await self._fs.client.renameat(await self.fid(), name, await new_parent.fid(), new_name)
+        moved = self._children.pop(name, None)
+        new_parent._children.pop(new_name, None)
+        self._forget_listing()
+        new_parent._forget_listing()
+        if moved is not None:
+            # Its fid still names the moved file on the host; only its path changed.
+            moved._parent, moved._name = new_parent, new_name
+            if new_parent._fs.caches:
+                new_parent._children[new_name] = moved
+        await self._refresh()
+        if new_parent is not self:
+            await new_parent._refresh()
+
+    # -- files -------------------------------------------------------------
+
+    async def open(self, flags: int) -> FileHandle:
+        if self.is_dir:
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+        writing = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
+        if writing:
+            self._fs.check_writable()
+        fds = self._fs.fds
+        if not writing:
+            cached = fds.get(self.ino)
+            if cached is not None:
+                return RemoteFile(self, None, cached, cached=True)
+        client = self._fs.client
+        fid, _ = await client.walk(await self.fid(), [])
+        open_flags = flags & (os.O_ACCMODE | os.O_TRUNC | os.O_APPEND)
+        try:
+            _, _, fd = await client.lopen(fid, open_flags)
+        except BaseException:
+            await client.clunk(fid)
+            raise
+        if open_flags & os.O_TRUNC:
+            await self._refresh()
+        if fd is None:
+            return RemoteFile(self, fid, None, cached=False)
+        await client.clunk(fid)
+        if not writing:
+            fd = fds.put(self.ino, fd)
+            return RemoteFile(self, None, fd, cached=True)
+        return RemoteFile(self, None, fd, cached=False)
+
+    async def readlink(self) -> bytes:
+        if not statmod.S_ISLNK(self._stat.mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        if self._link_target is None or not self._fs.caches:
+            self._link_target = await self._fs.client.readlink(await self.fid())
+        return self._link_target
+
+    # -- extended attributes -----------------------------------------------
+
+    async def getxattr(self, name: bytes) -> bytes:
+        return await self._fs.client.getxattr(await self.fid(), name)
+
+    async def setxattr(self, name: bytes, value: bytes, flags: int = 0) -> None:
+        self._fs.check_writable()
+        await self._fs.client.setxattr(await self.fid(), name, value, flags)
+
+    async def listxattr(self) -> list[bytes]:
+        return await self._fs.client.listxattr(await self.fid())
+
+    async def removexattr(self, name: bytes) -> None:
+        self._fs.check_writable()
+        await self._fs.client.removexattr(await self.fid(), name)
+
+    async def statfs(self) -> StatFs:
+        st = await self._fs.client.statfs(await self.fid())
+        return StatFs(bsize=st.bsize, frsize=st.bsize, blocks=st.blocks, bfree=st.bfree,
+                      bavail=st.bavail, files=st.files, ffree=st.ffree, favail=st.ffree,
+                      namemax=st.namelen or 255)
+
+    def invalidate(self) -> None:
+        """Forget cached names and listings (the host changed under us)."""
+        self._children.clear()
+        self._forget_listing()
+
+
+class RemoteFile:
+    """An open host file: pread/pwrite on the donated fd, else Tread/Twrite."""
+
+    def __init__(self, inode: RemoteInode, fid: int | None, fd: int | None,
+                 *, cached: bool) -> None:
+        self._inode = inode
+        self._fid = fid
+        self._fd = fd
+        self._cached = cached
+        if fd is not None and cached:
+            inode._fs.fds.acquire(fd)
+
+    async def read(self, offset: int, size: int) -> bytes:
+        if self._fd is not None:
+            return os.pread(self._fd, size, offset)
+        assert self._fid is not None
+        client = self._inode._fs.client
+        chunks: list[bytes] = []
+        while size > 0:
+            chunk = await client.read(self._fid, offset, size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    async def write(self, offset: int, data: bytes) -> int:
+        if self._fd is not None:
+            written = os.pwrite(self._fd, data, offset)
+        else:
+            assert self._fid is not None
+            written = await self._inode._fs.client.write(self._fid, offset, data)
+        self._inode._stat = await self._inode._fs.client.getattr(await self._inode.fid())
+        return written
+
+    async def flush(self) -> None:
+        return None
+
+    async def fsync(self, datasync: bool) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+        elif self._fid is not None:
+            await self._inode._fs.client.fsync(self._fid)
+
+    async def release(self) -> None:
+        if self._fd is not None:
+            if self._cached:
+                self._inode._fs.fds.release(self._fd)
+            else:
+                os.close(self._fd)
+            self._fd = None
+        if self._fid is not None:
+            fid, self._fid = self._fid, None
+            await self._inode._fs.client.clunk(fid)
+
+    def fileno(self) -> int | None:
+        return self._fd
