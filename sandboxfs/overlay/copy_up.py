@@ -145,8 +145,14 @@ async def _copy_xattrs(lower: Inode, new: Inode) -> None:
 
 
 async def _copy_data(lower: Inode, new: Inode, size: int) -> None:
-    # Sizing first charges the upper's budget before any byte moves.
-    await new.setattr(SetAttr(size=size))
+    # Sizing first charges the upper's budget before any byte moves. A file
+    # too big for the whole upper (EFBIG to a truncate) is, to a copy-up, no space.
+    try:
+        await new.setattr(SetAttr(size=size))
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+        raise
     src = await lower.open(os.O_RDONLY)
     try:
         dst = await new.open(os.O_WRONLY)

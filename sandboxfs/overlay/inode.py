@@ -146,6 +146,7 @@ class OverlayInode:
     # -- directories -------------------------------------------------------
 
     async def lookup(self, name: bytes) -> Inode:
+        namespace.check_name(name)
         return await lookup(self, name)
 
     async def readdir(self) -> list[DirEntry]:
@@ -164,6 +165,7 @@ class OverlayInode:
         return await namespace.create_entry(self, name, make, is_dir=True)
 
     async def mknod(self, name: bytes, mode: int, rdev: int, creds: Creds) -> Inode:
+        namespace.check_name(name)
         if stat.S_ISCHR(mode) and rdev == 0:
             # That is a whiteout in the upper's format: the file would vanish.
             raise err(errno.EPERM, name)

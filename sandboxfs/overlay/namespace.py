@@ -60,7 +60,8 @@ def err(code: int, what: bytes | None = None) -> OSError:
     return OSError(code, os.strerror(code), what.decode(errors="replace"))
 
 
-def _check_name(name: bytes) -> None:
+def check_name(name: bytes) -> None:
+    """ENAMETOOLONG for a name no filesystem below could hold (as the kernel's lookup)."""
     if len(name) > NAME_MAX:
         raise err(errno.ENAMETOOLONG, name)
 
@@ -74,7 +75,7 @@ async def create_entry(d: OverlayInode, name: bytes, make: Callable[[Inode], Awa
                        *, is_dir: bool) -> OverlayInode:
     """Create `name` in `d` with `make(upper_dir)`, over a whiteout if one is there."""
     d.require_dir()
-    _check_name(name)
+    check_name(name)
     async with d.fs.ns_lock:
         if d.removed:
             raise err(errno.ENOENT, name)
@@ -107,7 +108,7 @@ async def create_entry(d: OverlayInode, name: bytes, make: Callable[[Inode], Awa
 async def link(d: OverlayInode, name: bytes, target: Inode) -> OverlayInode:
     from sandboxfs.overlay.inode import OverlayInode
     d.require_dir()
-    _check_name(name)
+    check_name(name)
     if not isinstance(target, OverlayInode) or target.fs is not d.fs:
         raise err(errno.EXDEV)
     if target.is_dir:
@@ -222,7 +223,7 @@ async def rename(d1: OverlayInode, n1: bytes, new_parent: Inode, n2: bytes,
     d2 = new_parent
     d1.require_dir()
     d2.require_dir()
-    _check_name(n2)
+    check_name(n2)
     async with d1.fs.ns_lock:
         src = await lookup_child(d1, n1)
         if src is None:

@@ -75,8 +75,15 @@ class TmpFs:
         return max(old_size, (pages(old_size) + max(free, 0)) * PAGE_SIZE)
 
     def resize(self, old_size: int, new_size: int) -> None:
-        """Charge a file's change of size; ENOSPC (and nothing charged) if over."""
+        """Charge a file's change of size; ENOSPC (and nothing charged) if over.
+
+        A size that could not fit even in an empty filesystem is EFBIG, the
+        answer for a file larger than the filesystem can hold (holes are
+        charged, so that bound is the whole budget).
+        """
         delta = pages(new_size) - pages(old_size)
+        if pages(new_size) > self._limit_pages:
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
         if delta > 0 and self.used_pages + delta > self._limit_pages:
             raise _enospc()
         self.used_pages += delta

@@ -397,3 +397,12 @@ async def test_lower_listing_is_read_once() -> None:
 async def test_mknod_whiteout_device_refused() -> None:
     fs, _ = await overlay(await layer({}))
     await expect_errno(errno.EPERM, fs.root.mknod(b"c", stat.S_IFCHR | 0o600, 0, Creds()))
+
+
+async def test_overlong_names_are_enametoolong_before_anything_else() -> None:
+    ofs, _ = await overlay(await layer(LOWER))
+    long = b"x" * 256
+    await expect_errno(errno.ENAMETOOLONG, ofs.root.lookup(long))
+    # mknod of a 0/0 char device is EPERM, but the name is checked first (as the kernel).
+    await expect_errno(errno.ENAMETOOLONG, ofs.root.mknod(long, stat.S_IFCHR | 0o644, 0, ROOT))
+    await expect_errno(errno.ENOENT, ofs.root.lookup(b"y" * 255))

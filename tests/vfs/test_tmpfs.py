@@ -61,6 +61,9 @@ async def test_truncate_budget_and_sparse_files() -> None:
         SetAttr(size=1)))
     await f.setattr(SetAttr(size=4096))
     assert fs.used_pages == 1
+    # Larger than the whole filesystem: EFBIG (as a file past the size limit), nothing charged.
+    await expect_errno(errno.EFBIG, f.setattr(SetAttr(size=(64 << 10) + 1)))
+    assert fs.used_pages == 1 and (await f.getattr()).size == 4096
     assert await read_all(f) == b"\0" * 4096
 
 
