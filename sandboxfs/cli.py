@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from sandboxfs import mounts
 from sandboxfs.mountopts import OptionError, parse_mount_options, parse_size
+from sandboxfs.plan import compile_plan
 from sandboxfs.plan_cli import cmd_annotate, cmd_plan
 from sandboxfs.spec import SpecError, load_bundle
 
@@ -49,13 +50,17 @@ def _cmd_mount(argv: Sequence[str]) -> int:
     args = _mount_parser().parse_args(argv)
     try:
         bundle = load_bundle(args.bundle)
+        plan = compile_plan(bundle)
         opts = parse_mount_options(args.options)
         upper_size = parse_size(args.upper_size) if args.upper_size else opts.upper_size
     except (SpecError, OptionError) as exc:
         return _die(2, str(exc))
     if opts.lowerdirs:
         return _die(2, "-o lowerdir= is for the SOURCE MOUNTPOINT form, not with a bundle")
+    for warning in plan.warnings:
+        print(f"sandboxfs: warning: {warning}", file=sys.stderr)
     return mounts.mount(
+        plan=plan,
         mountpoint=args.mountpoint,
         lowers=[str(bundle.root_path)],
         fsname=f"sandboxfs:{bundle.path}",

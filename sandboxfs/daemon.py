@@ -19,10 +19,14 @@ import pyfuse3
 import trio
 
 from gofer.client import open_client
+from sandboxfs.assemble import build_namespace, cache_policy, gofer_exports
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
 from sandboxfs.gofer_proc import Export, GoferProcess
+from sandboxfs.mountns import REVALIDATE, UNCACHED, Mount
 from sandboxfs.overlay import OverlayFs
+from sandboxfs.plan import Plan
+from sandboxfs.plan.model import GOFER
 from sandboxfs.remote import CachePolicy, RemoteFs
 from sandboxfs.tmpfs import TmpFs
 from sandboxfs.vfs import Inode
@@ -47,6 +51,36 @@ class DaemonConfig:
     log_fd: int | None = None
     confine: bool = True  # landlock the daemon once mounted (see sandboxfs.confine)
     state_file: str | None = None
+    plan: Plan | None = None  # a bundle's mount plan; None for plain layers (`lowers`)
+
+
+def export_policy(cfg: DaemonConfig, index: int) -> CachePolicy:
+    """The cache policy of the `index`th gofer export (the root and layers: exclusive)."""
+    if cfg.plan is None or index == 0:
+        return CachePolicy.EXCLUSIVE
+    binds = [m for m in cfg.plan.mounts if m.type == GOFER]
+    return cache_policy(binds[index - 1])
+
+
+def timeouts_of(mount: Mount) -> CacheTimeouts:
+    """Kernel cache lifetimes for a mount's policy (see ARCHITECTURE.md)."""
+    if mount.cache == REVALIDATE:
+        return CacheTimeouts(entry=mount.revalidate, attr=mount.revalidate, keep_cache=False)
+    if mount.cache == UNCACHED:
+        return CacheTimeouts.none()
+    return CacheTimeouts.exclusive()
+
+
+async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> FuseOps:
+    """The FUSE operations over the sandbox's tree: a bundle's whole mount
+    namespace, or plain layers under one memory upper."""
+    if cfg.plan is None:
+        lowers: list[Inode] = [remote.root for remote in remotes]
+        overlay = OverlayFs(TmpFs(size_limit=cfg.upper_size).root, lowers)
+        return FuseOps(overlay.root, CacheTimeouts.exclusive())
+    ns = await build_namespace(cfg.plan, remotes, cfg.upper_size)
+    return FuseOps(ns.root, CacheTimeouts.exclusive(),
+                   timeouts_for=lambda inode: timeouts_of(ns.mount_of(inode)))
 
 
 def fuse_options(cfg: DaemonConfig) -> set[str]:
@@ -71,21 +105,20 @@ def raise_fd_limit() -> None:
 async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
     """Mount and serve until unmounted or told to stop (SIGTERM/SIGINT)."""
     raise_fd_limit()
-    gofer = GoferProcess.start(cfg.lowers, log_fd=cfg.log_fd)
+    exports = gofer_exports(cfg.plan) if cfg.plan is not None else cfg.lowers
+    gofer = GoferProcess.start(exports, log_fd=cfg.log_fd)
     mounted = False
     confined = False
     try:
         async with contextlib.AsyncExitStack() as stack:
-            lowers: list[Inode] = []
-            for sock in gofer.sockets:
+            remotes: list[RemoteFs] = []
+            for export, sock in zip(exports, gofer.sockets, strict=True):
                 client = await stack.enter_async_context(open_client(sock))
-                remote = await RemoteFs.attach(client, readonly=True,
-                                               policy=CachePolicy.EXCLUSIVE)
+                remote = await RemoteFs.attach(client, readonly=export.readonly,
+                                               policy=export_policy(cfg, len(remotes)))
                 stack.callback(remote.close)
-                lowers.append(remote.root)
-            upper = TmpFs(size_limit=cfg.upper_size)
-            overlay = OverlayFs(upper.root, lowers)
-            ops = FuseOps(overlay.root, CacheTimeouts.exclusive())
+                remotes.append(remote)
+            ops = await build_ops(cfg, remotes)
             pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
             mounted = True
             ready(None)

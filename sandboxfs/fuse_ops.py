@@ -98,9 +98,13 @@ class FuseOps(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, root: Inode, timeouts: CacheTimeouts | None = None) -> None:
+    def __init__(self, root: Inode, timeouts: CacheTimeouts | None = None, *,
+                 timeouts_for: Callable[[Inode], CacheTimeouts] | None = None) -> None:
+        """`timeouts` apply to every inode, unless `timeouts_for` gives each
+        inode's own (per-mount cache policies)."""
         super().__init__()
         self._timeouts = timeouts or CacheTimeouts.exclusive()
+        self._timeouts_for = timeouts_for
         self._root = root
         self._nodes: dict[int, _Node] = {ROOT_ID: _Node(root, lookups=1)}
         self._files: dict[int, FileHandle] = {}
@@ -134,12 +138,18 @@ class FuseOps(pyfuse3.Operations):
         self._next_fh += 1
         return fh
 
-    def _entry(self, node_id: int, attr: Attr) -> pyfuse3.EntryAttributes:
+    def _timeouts_of(self, inode: Inode) -> CacheTimeouts:
+        if self._timeouts_for is None:
+            return self._timeouts
+        return self._timeouts_for(inode)
+
+    def _entry(self, node_id: int, attr: Attr, inode: Inode) -> pyfuse3.EntryAttributes:
+        timeouts = self._timeouts_of(inode)
         entry = pyfuse3.EntryAttributes()
         entry.st_ino = node_id
         entry.generation = 0
-        entry.entry_timeout = self._timeouts.entry
-        entry.attr_timeout = self._timeouts.attr
+        entry.entry_timeout = timeouts.entry
+        entry.attr_timeout = timeouts.attr
         entry.st_mode = attr.mode
         entry.st_nlink = attr.nlink
         entry.st_uid = attr.uid
@@ -155,7 +165,7 @@ class FuseOps(pyfuse3.Operations):
 
     async def _reply_entry(self, inode: Inode) -> pyfuse3.EntryAttributes:
         attr = await inode.getattr()
-        return self._entry(self._remember(inode, attr), attr)
+        return self._entry(self._remember(inode, attr), attr, inode)
 
     @staticmethod
     def _creds(ctx: pyfuse3.RequestContext) -> Creds:
@@ -180,7 +190,8 @@ class FuseOps(pyfuse3.Operations):
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._entry(inode, await self._inode(inode).getattr())
+        node = self._inode(inode)
+        return self._entry(inode, await node.getattr(), node)
 
     @fuse_errors
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
@@ -196,7 +207,7 @@ class FuseOps(pyfuse3.Operations):
         )
         node = self._inode(inode)
         new = await node.setattr(changes) if not changes.is_empty() else await node.getattr()
-        return self._entry(inode, new)
+        return self._entry(inode, new, node)
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -260,14 +271,15 @@ class FuseOps(pyfuse3.Operations):
 
     # -- files -------------------------------------------------------------
 
-    def _file_info(self, handle: FileHandle) -> pyfuse3.FileInfo:
+    def _file_info(self, handle: FileHandle, inode: Inode) -> pyfuse3.FileInfo:
         fh = self._new_fh()
         self._files[fh] = handle
-        return pyfuse3.FileInfo(fh=fh, keep_cache=self._timeouts.keep_cache)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=self._timeouts_of(inode).keep_cache)
 
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        return self._file_info(await self._inode(inode).open(flags))
+        node = self._inode(inode)
+        return self._file_info(await node.open(flags), node)
 
     @fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
@@ -276,7 +288,7 @@ class FuseOps(pyfuse3.Operations):
         child = await self._inode(parent_inode).create(name, mode, self._creds(ctx))
         handle = await child.open(flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC))
         entry = await self._reply_entry(child)
-        return self._file_info(handle), entry
+        return self._file_info(handle, child), entry
 
     def _handle(self, fh: int) -> FileHandle:
         handle = self._files.get(fh)
@@ -329,7 +341,8 @@ class FuseOps(pyfuse3.Operations):
             entry = handle.entries[index]
             node_id = self._node_id(entry.inode, entry.attr)
             if not pyfuse3.readdir_reply(token, entry.name,
-                                         self._entry(node_id, entry.attr), index + 1):
+                                         self._entry(node_id, entry.attr, entry.inode),
+                                         index + 1):
                 break
             self._remember(entry.inode, entry.attr)
 

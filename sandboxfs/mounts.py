@@ -25,6 +25,7 @@ import trio
 
 from sandboxfs.daemon import DaemonConfig, default_upper_size, serve
 from sandboxfs.gofer_proc import Export
+from sandboxfs.plan import Plan
 
 STATE_DIR = Path(os.environ.get("SANDBOXFS_RUN_DIR", "/run/sandboxfs")) / "mounts"
 MNT_DETACH = 2
@@ -72,7 +73,10 @@ def is_mounted(mountpoint: str) -> bool:
 
 
 def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | None,
-          kernel_flags: list[str], foreground: bool, log_path: str | None) -> int:
+          kernel_flags: list[str], foreground: bool, log_path: str | None,
+          plan: Plan | None = None) -> int:
+    """Mount plain layers (`lowers`, top-most first), or a bundle's whole
+    `plan` (then `lowers` is unused); returns the exit status."""
     mountpoint = os.path.realpath(mountpoint)
     if not os.path.isdir(mountpoint):
         print(f"sandboxfs: mountpoint {mountpoint} is not a directory", file=sys.stderr)
@@ -87,6 +91,7 @@ def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | 
         kernel_flags=kernel_flags,
         log_fd=log_fd,
         state_file=str(_state_file(mountpoint)),
+        plan=plan,
     )
     if foreground:
         return _run_foreground(cfg)

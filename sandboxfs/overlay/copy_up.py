@@ -59,7 +59,7 @@ async def copy_up(node: OverlayInode, *, data: bool = True) -> None:
         layer, lower = node.lowers[0]
         attr = await lower.getattr()
         parent_times = await parent.upper.getattr()
-        upper = await _copy(parent.upper, name, lower, attr, data=data)
+        upper = await copy_node(parent.upper, name, lower, attr, data=data)
         await _restore_times(parent.upper, parent_times)
         node.upper = upper
         node.fs.copied_up(node, upper)
@@ -91,8 +91,10 @@ async def _restore_times(upper_dir: Inode, before: Attr) -> None:
     await upper_dir.setattr(SetAttr(atime_ns=before.atime_ns, mtime_ns=before.mtime_ns))
 
 
-async def _copy(upper_dir: Inode, name: bytes, lower: Inode, attr: Attr, *,
-                data: bool) -> Inode:
+async def copy_node(upper_dir: Inode, name: bytes, lower: Inode, attr: Attr, *,
+                    data: bool) -> Inode:
+    """A copy of `lower` (whose attributes are `attr`) made as `name` in
+    `upper_dir`; on failure nothing is left there."""
     creds = Creds(uid=attr.uid, gid=attr.gid)
     perms = attr.mode & 0o7777
     kind = stat.S_IFMT(attr.mode)
