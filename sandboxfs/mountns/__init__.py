@@ -13,9 +13,9 @@ mounted filesystems at their destinations. Modules:
 
 from sandboxfs.mountns.inode import MountedInode
 from sandboxfs.mountns.mount import EXCLUSIVE, REVALIDATE, UNCACHED, Mount
-from sandboxfs.mountns.namespace import MOUNT_INO_BASE, MountNamespace
+from sandboxfs.mountns.namespace import MOUNT_INO_BASE, InoSpace, MountNamespace
 from sandboxfs.mountns.stub import StubDir
 from sandboxfs.mountns.tree import MountPathError
 
-__all__ = ["EXCLUSIVE", "MOUNT_INO_BASE", "REVALIDATE", "UNCACHED", "Mount", "MountNamespace",
-           "MountPathError", "MountedInode", "StubDir"]
+__all__ = ["EXCLUSIVE", "MOUNT_INO_BASE", "REVALIDATE", "UNCACHED", "InoSpace", "Mount",
+           "MountNamespace", "MountPathError", "MountedInode", "StubDir"]

@@ -28,6 +28,8 @@ class Mount:
     `index` is the mount's position in the namespace (0 for the root); it
     keys inode numbers, so two mounts never show the same number.
     `revalidate` is the window in seconds for the revalidate policy.
+    `share_key` names a filesystem mounted in several namespaces (a pod's
+    shared master): its inode numbers are then the same in all of them.
     """
 
     index: int
@@ -40,3 +42,4 @@ class Mount:
     noexec: bool = False
     cache: str = EXCLUSIVE
     revalidate: float = 1.0
+    share_key: str | None = None

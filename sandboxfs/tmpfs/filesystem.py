@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import TYPE_CHECKING
 
 from sandboxfs.vfs import Creds, StatFs
+
+if TYPE_CHECKING:
+    from sandboxfs.tmpfs.regular_file import TmpFile
 
 PAGE_SIZE = 4096
 
@@ -50,6 +54,8 @@ class TmpFs:
         self._next_ino = ino_base
         self.used_pages = 0
         self.used_inodes = 0
+        # Files holding a memfd, so `close()` can give every descriptor back.
+        self.bodies: set[TmpFile] = set()
         creds = root_creds or Creds()
         self.root = TmpDir(self, 0o040000 | (root_mode & 0o7777), creds.uid, creds.gid, None)
 
@@ -87,6 +93,12 @@ class TmpFs:
         if delta > 0 and self.used_pages + delta > self._limit_pages:
             raise _enospc()
         self.used_pages += delta
+
+    def close(self) -> None:
+        """Release every file body (memfd) at once: the filesystem is being
+        dropped (a pod's container removed) while names still hold them."""
+        for body in list(self.bodies):
+            body.release_body()
 
     def statfs(self) -> StatFs:
         free_pages = max(self._limit_pages - self.used_pages, 0)

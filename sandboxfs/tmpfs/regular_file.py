@@ -45,6 +45,7 @@ class TmpFile(TmpInode):
             if self._size:
                 os.ftruncate(fd, self._size)
             self._fd = fd
+            self.fs.bodies.add(self)
         return self._fd
 
     # -- body --------------------------------------------------------------
@@ -109,6 +110,7 @@ class TmpFile(TmpInode):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self.fs.bodies.discard(self)
 
     async def open(self, flags: int) -> FileHandle:
         handle = TmpFileHandle(self, flags)
