@@ -22,10 +22,12 @@ What each plan type becomes:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from sandboxfs.devtree import populate_dev
 from sandboxfs.gofer_proc import Export
-from sandboxfs.mountns import Mount, MountNamespace, StubDir
+from sandboxfs.mountns import InoSpace, Mount, MountNamespace, StubDir
 from sandboxfs.overlay import OverlayFs
 from sandboxfs.overlay.single_file import FileOverlay
 from sandboxfs.plan import Plan
@@ -57,37 +59,68 @@ def gofer_exports(plan: Plan) -> list[Export]:
     return exports
 
 
-def cache_policy(info: MountInfo) -> CachePolicy:
-    return CachePolicy(info.cache)
+def export_policies(plan: Plan) -> list[CachePolicy]:
+    """The cache policy of each export of `gofer_exports(plan)`, in order."""
+    return [CachePolicy.EXCLUSIVE] + [CachePolicy(info.cache) for info in plan.mounts
+                                      if info.type == GOFER]
 
 
-async def build_namespace(plan: Plan, remotes: list[RemoteFs], upper_size: int) -> MountNamespace:
-    """The namespace of `plan`; `remotes` are attached to `gofer_exports(plan)` in order."""
+class Masters(Protocol):
+    """Where a pod keeps its shared masters (see `sandboxfs.pod`)."""
+
+    def master(self, info: MountInfo) -> tuple[Inode, str]:
+        """The root of the master serving hinted mount `info`, and its share key."""
+        ...
+
+
+@dataclass(slots=True)
+class Built:
+    """A namespace and the memory filesystems it made (to release on removal)."""
+
+    ns: MountNamespace
+    memory: list[TmpFs] = field(default_factory=list)
+
+
+async def build_namespace(plan: Plan, remotes: list[RemoteFs], upper_size: int, *,
+                          inos: InoSpace | None = None, own_root_inos: bool = True,
+                          masters: Masters | None = None) -> Built:
+    """The namespace of `plan`; `remotes` are attached to `gofer_exports(plan)` in order.
+
+    In a pod, `inos` is the pod's, `own_root_inos` is True only for its first
+    container, and tmpfs mounts served by a pod hint use the pod's `masters`.
+    """
     remote_iter = iter(remotes)
     root_upper = TmpFs(size_limit=upper_size)
     overlay = OverlayFs(root_upper.root, [next(remote_iter).root])
-    ns = MountNamespace(_mount(plan.root, 0, overlay.root, readonly=False))
+    built = Built(MountNamespace(_mount(plan.root, 0, overlay.root, readonly=False),
+                                 inos=inos, own_root_inos=own_root_inos), [root_upper])
     for index, info in enumerate(plan.mounts, start=1):
-        ns.add(_mount(info, index, await _filesystem(info, ns, remote_iter)))
-    return ns
+        share_key = None
+        if info.type == TMPFS and info.hint is not None and masters is not None:
+            root, share_key = masters.master(info)
+        else:
+            root = await _filesystem(info, built, remote_iter)
+        built.ns.add(_mount(info, index, root, share_key=share_key))
+    return built
 
 
-async def _filesystem(info: MountInfo, ns: MountNamespace,
-                      remotes: Iterator[RemoteFs]) -> Inode:
+async def _filesystem(info: MountInfo, built: Built, remotes: Iterator[RemoteFs]) -> Inode:
+    ns = built.ns
     data = dict(info.data)
     if info.type == GOFER:
         remote = next(remotes)
         if info.overlay:
-            return FileOverlay(remote.root, TmpFs(size_limit=FILE_OVERLAY_SIZE).root)
+            upper = TmpFs(size_limit=FILE_OVERLAY_SIZE)
+            built.memory.append(upper)
+            return FileOverlay(remote.root, upper.root)
         return remote.root
     if info.type == TMPFS:
-        fs = TmpFs(size_limit=data.get("size") or None,
-                   inode_limit=data.get("nr_inodes") or None,
-                   root_mode=data.get("mode", 0o1777),
-                   root_creds=Creds(uid=data.get("uid", 0), gid=data.get("gid", 0)))
+        fs = tmpfs_of(info)
+        built.memory.append(fs)
         return fs.root
     if info.type == DEVTMPFS:
         dev = TmpFs(size_limit=data.get("size") or DEV_SIZE, root_mode=data.get("mode", 0o755))
+        built.memory.append(dev)
         await populate_dev(dev.root)
         return dev.root
     if info.type in PLACEHOLDER_TYPES:
@@ -95,7 +128,17 @@ async def _filesystem(info: MountInfo, ns: MountNamespace,
     raise UnsupportedMount(f"{info.destination}: type {info.type!r} cannot be served")
 
 
-def _mount(info: MountInfo, index: int, root: Inode, *, readonly: bool | None = None) -> Mount:
+def tmpfs_of(info: MountInfo) -> TmpFs:
+    """A memory filesystem with a tmpfs mount's `size`, `nr_inodes`, `mode`, `uid`, `gid`."""
+    data = dict(info.data)
+    return TmpFs(size_limit=data.get("size") or None,
+                 inode_limit=data.get("nr_inodes") or None,
+                 root_mode=data.get("mode", 0o1777),
+                 root_creds=Creds(uid=data.get("uid", 0), gid=data.get("gid", 0)))
+
+
+def _mount(info: MountInfo, index: int, root: Inode, *, readonly: bool | None = None,
+           share_key: str | None = None) -> Mount:
     return Mount(
         index=index,
         destination=info.destination,
@@ -107,4 +150,5 @@ def _mount(info: MountInfo, index: int, root: Inode, *, readonly: bool | None = 
         noexec="noexec" in info.flags,
         cache=info.cache,
         revalidate=info.revalidate or 1.0,
+        share_key=share_key,
     )

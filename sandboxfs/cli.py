@@ -4,6 +4,7 @@
     sandboxfs umount MOUNTPOINT
     sandboxfs plan BUNDLE [--pod-bundle SANDBOX_BUNDLE] [--compact]
     sandboxfs annotate BUNDLE [--kubelet-pods-dir DIR] [--dry-run]
+    sandboxfs pod start|add|remove|list|stats --control SOCKET ...
     sandboxfs SOURCE MOUNTPOINT -o lowerdir=A:B[,upper=memory][,...]   (mount.fuse3 form)
 
 Exit status: 0 on success, 1 when the operation failed, 2 for bad input
@@ -22,6 +23,7 @@ from sandboxfs import mounts
 from sandboxfs.mountopts import OptionError, parse_mount_options, parse_size
 from sandboxfs.plan import compile_plan
 from sandboxfs.plan_cli import cmd_annotate, cmd_plan
+from sandboxfs.pod_cli import cmd_pod
 from sandboxfs.spec import SpecError, load_bundle
 
 SUBCOMMANDS = ("mount", "umount", "unmount", "plan", "annotate")
@@ -125,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_plan(rest)
     if command == "annotate":
         return cmd_annotate(rest)
+    if command == "pod":
+        return cmd_pod(rest)
     return _cmd_fuse_form(argv)
 
 

@@ -19,14 +19,13 @@ import pyfuse3
 import trio
 
 from gofer.client import open_client
-from sandboxfs.assemble import build_namespace, cache_policy, gofer_exports
+from sandboxfs.assemble import build_namespace, export_policies, gofer_exports
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
 from sandboxfs.gofer_proc import Export, GoferProcess
 from sandboxfs.mountns import REVALIDATE, UNCACHED, Mount
 from sandboxfs.overlay import OverlayFs
 from sandboxfs.plan import Plan
-from sandboxfs.plan.model import GOFER
 from sandboxfs.remote import CachePolicy, RemoteFs
 from sandboxfs.tmpfs import TmpFs
 from sandboxfs.vfs import Inode
@@ -52,14 +51,16 @@ class DaemonConfig:
     confine: bool = True  # landlock the daemon once mounted (see sandboxfs.confine)
     state_file: str | None = None
     plan: Plan | None = None  # a bundle's mount plan; None for plain layers (`lowers`)
+    pod_id: str | None = None  # pod mode: the first container's id (see sandboxfs.pod)
+    control_path: str | None = None  # the pod's control socket
+    sandbox_bundle: str | None = None  # the pod's sandbox bundle (its hints), for `pod add`
 
 
 def export_policy(cfg: DaemonConfig, index: int) -> CachePolicy:
     """The cache policy of the `index`th gofer export (the root and layers: exclusive)."""
     if cfg.plan is None or index == 0:
         return CachePolicy.EXCLUSIVE
-    binds = [m for m in cfg.plan.mounts if m.type == GOFER]
-    return cache_policy(binds[index - 1])
+    return export_policies(cfg.plan)[index]
 
 
 def timeouts_of(mount: Mount) -> CacheTimeouts:
@@ -78,7 +79,7 @@ async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> FuseOps:
         lowers: list[Inode] = [remote.root for remote in remotes]
         overlay = OverlayFs(TmpFs(size_limit=cfg.upper_size).root, lowers)
         return FuseOps(overlay.root, CacheTimeouts.exclusive())
-    ns = await build_namespace(cfg.plan, remotes, cfg.upper_size)
+    ns = (await build_namespace(cfg.plan, remotes, cfg.upper_size)).ns
     return FuseOps(ns.root, CacheTimeouts.exclusive(),
                    timeouts_for=lambda inode: timeouts_of(ns.mount_of(inode)))
 
@@ -126,7 +127,7 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
                 start_unmount_guard(cfg.mountpoint, cfg.state_file)
                 confined = deny_all_host_paths()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_on_signal, cfg.mountpoint)
+                nursery.start_soon(stop_on_signal, cfg.mountpoint)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
     except BaseException as exc:
@@ -140,7 +141,7 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
         gofer.stop()
 
 
-async def _stop_on_signal(mountpoint: str) -> None:
+async def stop_on_signal(mountpoint: str) -> None:
     """SIGTERM/SIGINT: end the FUSE session so `pyfuse3.main()` returns."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:

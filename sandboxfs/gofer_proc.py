@@ -35,8 +35,14 @@ class GoferProcess:
         return self.proc.pid
 
     @classmethod
-    def start(cls, exports: list[Export], *, log_fd: int | None = None) -> GoferProcess:
-        argv = [sys.executable, "-m", "gofer", "serve", "--die-with-parent"]
+    def start(cls, exports: list[Export], *, log_fd: int | None = None,
+              die_with_parent: bool = True) -> GoferProcess:
+        """Start serving `exports`. `die_with_parent=False` is for a gofer whose
+        sockets are handed to another process (`pod add`): it then leaves when
+        every socket is closed."""
+        argv = [sys.executable, "-m", "gofer", "serve"]
+        if die_with_parent:
+            argv.append("--die-with-parent")
         ours: list[socket.socket] = []
         theirs: list[socket.socket] = []
         for export in exports:

@@ -19,6 +19,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -26,6 +28,7 @@ import trio
 from sandboxfs.daemon import DaemonConfig, default_upper_size, serve
 from sandboxfs.gofer_proc import Export
 from sandboxfs.plan import Plan
+from sandboxfs.pod.serve import serve_pod
 
 STATE_DIR = Path(os.environ.get("SANDBOXFS_RUN_DIR", "/run/sandboxfs")) / "mounts"
 MNT_DETACH = 2
@@ -74,9 +77,10 @@ def is_mounted(mountpoint: str) -> bool:
 
 def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | None,
           kernel_flags: list[str], foreground: bool, log_path: str | None,
-          plan: Plan | None = None) -> int:
+          plan: Plan | None = None, pod: PodSettings | None = None) -> int:
     """Mount plain layers (`lowers`, top-most first), or a bundle's whole
-    `plan` (then `lowers` is unused); returns the exit status."""
+    `plan` (then `lowers` is unused), or a pod whose first container has that
+    plan; returns the exit status."""
     mountpoint = os.path.realpath(mountpoint)
     if not os.path.isdir(mountpoint):
         print(f"sandboxfs: mountpoint {mountpoint} is not a directory", file=sys.stderr)
@@ -92,10 +96,27 @@ def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | 
         log_fd=log_fd,
         state_file=str(_state_file(mountpoint)),
         plan=plan,
+        pod_id=pod.first_id if pod else None,
+        control_path=pod.control_path if pod else None,
+        sandbox_bundle=pod.sandbox_bundle if pod else None,
     )
     if foreground:
         return _run_foreground(cfg)
     return _run_daemonized(cfg)
+
+
+@dataclass(frozen=True, slots=True)
+class PodSettings:
+    """What makes a mount a pod: its control socket, first container, sandbox bundle."""
+
+    control_path: str
+    first_id: str
+    sandbox_bundle: str
+
+
+def _entry(cfg: DaemonConfig) -> Callable[[DaemonConfig, Callable[[str | None], None]],
+                                          Awaitable[None]]:
+    return serve if cfg.pod_id is None else serve_pod
 
 
 def _run_foreground(cfg: DaemonConfig) -> int:
@@ -106,7 +127,7 @@ def _run_foreground(cfg: DaemonConfig) -> int:
             print(f"sandboxfs: mount failed: {error}", file=sys.stderr)
 
     try:
-        trio.run(serve, cfg, ready)
+        trio.run(_entry(cfg), cfg, ready)
     except KeyboardInterrupt:
         pass
     except Exception:
@@ -148,7 +169,7 @@ def _run_daemonized(cfg: DaemonConfig) -> int:
                             level=logging.INFO, force=True,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        trio.run(serve, cfg, ready)
+        trio.run(_entry(cfg), cfg, ready)
     except BaseException:
         logging.getLogger(__name__).exception("daemon stopped on an error")
         status = 1

@@ -27,6 +27,7 @@ from sandboxfs.vfs import Attr, Inode
 
 #: Where numbers of non-root mounts and stubs start: above the overlay's own ranges.
 MOUNT_INO_BASE = 1 << 56
+ROOT_NODE_ID = 1
 
 
 class InoSpace:
@@ -84,11 +85,13 @@ class MountNamespace:
     def fresh_ino(self) -> int:
         return self._inos.fresh()
 
-    def _keeps_numbers(self, mount: Mount) -> bool:
-        return mount.index == 0 and self._own_root_inos
+    def _keeps_numbers(self, mount: Mount, ino: int) -> bool:
+        # 1 is FUSE's root node id: a root mount's own root (also 1) is renumbered,
+        # which shows only where the namespace is not the FUSE root (a pod).
+        return mount.index == 0 and self._own_root_inos and ino != ROOT_NODE_ID
 
     def ino_for(self, mount: Mount, ino: int) -> int:
-        if self._keeps_numbers(mount):
+        if self._keeps_numbers(mount, ino):
             return ino
         key = mount.share_key if mount.share_key is not None else (id(self), mount.index)
         return self._inos.grant(key, ino)
@@ -97,7 +100,7 @@ class MountNamespace:
         """`attr` as the namespace reports it: its number, and no set-id on nosuid."""
         if mount.nosuid:
             attr = hide_setid(attr)
-        if self._keeps_numbers(mount):
+        if self._keeps_numbers(mount, attr.ino):
             return attr
         return dataclasses.replace(attr, ino=self.ino_for(mount, attr.ino))
 

@@ -69,6 +69,29 @@ class MountInfo:
     hint: str | None = None
     index: int | None = None
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MountInfo:
+        """The inverse of `to_json`, for a plan sent to a running daemon (pods)."""
+        revalidate = d.get("revalidate")
+        return cls(
+            destination=str(d["destination"]),
+            type=str(d["type"]),
+            source=str(d["source"]),
+            options=tuple(str(o) for o in d.get("options", ())),
+            device=str(d.get("device", NO_DEVICE)),
+            readonly=bool(d.get("readonly", False)),
+            cache=str(d.get("cache", "exclusive")),
+            revalidate=float(revalidate) if revalidate is not None else None,
+            flags=frozenset(name for name, on in dict(d.get("flags", {})).items() if on),
+            propagation=d.get("propagation"),
+            recursive=bool(d.get("recursive", False)),
+            source_kind=d.get("source_kind"),
+            overlay=bool(d.get("overlay", False)),
+            data=tuple((str(k), int(v)) for k, v in dict(d.get("data", {})).items()),
+            hint=d.get("hint"),
+            index=d.get("index"),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The mount as `sandboxfs plan` prints it (docs/plan.md)."""
         return {
@@ -112,6 +135,14 @@ class Plan:
             "hints": [h.to_json() for h in self.hints],
             "warnings": list(self.warnings),
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Plan:
+        """A plan sent to a running daemon: its root and mounts (hints are
+        already applied to the mounts; the daemon needs no more)."""
+        return cls(root=MountInfo.from_json(d["root"]),
+                   mounts=tuple(MountInfo.from_json(m) for m in d["mounts"]),
+                   warnings=tuple(str(w) for w in d.get("warnings", ())))
 
     def find(self, destination: str) -> MountInfo | None:
         """The last mount at `destination` (the one a path walk sees), if any."""
