@@ -59,10 +59,18 @@ def gofer_exports(plan: Plan) -> list[Export]:
     return exports
 
 
-def export_policies(plan: Plan) -> list[CachePolicy]:
-    """The cache policy of each export of `gofer_exports(plan)`, in order."""
-    return [CachePolicy.EXCLUSIVE] + [CachePolicy(info.cache) for info in plan.mounts
-                                      if info.type == GOFER]
+@dataclass(frozen=True, slots=True)
+class ExportCache:
+    """How the daemon caches one export: its policy and revalidation window."""
+
+    policy: CachePolicy = CachePolicy.EXCLUSIVE
+    window: float = 1.0
+
+
+def export_caches(plan: Plan) -> list[ExportCache]:
+    """The cache of each export of `gofer_exports(plan)`, in order."""
+    return [ExportCache()] + [ExportCache(CachePolicy(info.cache), info.revalidate or 1.0)
+                              for info in plan.mounts if info.type == GOFER]
 
 
 class Masters(Protocol):
@@ -79,6 +87,11 @@ class Built:
 
     ns: MountNamespace
     memory: list[TmpFs] = field(default_factory=list)
+    remotes: dict[str, RemoteFs] = field(default_factory=dict)  # by destination
+
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        """Each gofer-backed mount's cache counters, by destination."""
+        return {dest: remote.stats.to_json() for dest, remote in self.remotes.items()}
 
 
 async def build_namespace(plan: Plan, remotes: list[RemoteFs], upper_size: int, *,
@@ -93,7 +106,8 @@ async def build_namespace(plan: Plan, remotes: list[RemoteFs], upper_size: int, 
     root_upper = TmpFs(size_limit=upper_size)
     overlay = OverlayFs(root_upper.root, [next(remote_iter).root])
     built = Built(MountNamespace(_mount(plan.root, 0, overlay.root, readonly=False),
-                                 inos=inos, own_root_inos=own_root_inos), [root_upper])
+                                 inos=inos, own_root_inos=own_root_inos), [root_upper],
+                  {"/": remotes[0]})
     for index, info in enumerate(plan.mounts, start=1):
         share_key = None
         if info.type == TMPFS and info.hint is not None and masters is not None:
@@ -109,6 +123,7 @@ async def _filesystem(info: MountInfo, built: Built, remotes: Iterator[RemoteFs]
     data = dict(info.data)
     if info.type == GOFER:
         remote = next(remotes)
+        built.remotes[info.destination] = remote
         if info.overlay:
             upper = TmpFs(size_limit=FILE_OVERLAY_SIZE)
             built.memory.append(upper)

@@ -19,14 +19,14 @@ import pyfuse3
 import trio
 
 from gofer.client import open_client
-from sandboxfs.assemble import build_namespace, export_policies, gofer_exports
+from sandboxfs.assemble import ExportCache, build_namespace, export_caches, gofer_exports
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
 from sandboxfs.gofer_proc import Export, GoferProcess
 from sandboxfs.mountns import REVALIDATE, UNCACHED, Mount
 from sandboxfs.overlay import OverlayFs
 from sandboxfs.plan import Plan
-from sandboxfs.remote import CachePolicy, RemoteFs
+from sandboxfs.remote import RemoteFs
 from sandboxfs.tmpfs import TmpFs
 from sandboxfs.vfs import Inode
 
@@ -56,11 +56,11 @@ class DaemonConfig:
     sandbox_bundle: str | None = None  # the pod's sandbox bundle (its hints), for `pod add`
 
 
-def export_policy(cfg: DaemonConfig, index: int) -> CachePolicy:
-    """The cache policy of the `index`th gofer export (the root and layers: exclusive)."""
-    if cfg.plan is None or index == 0:
-        return CachePolicy.EXCLUSIVE
-    return export_policies(cfg.plan)[index]
+def export_cache(cfg: DaemonConfig, index: int) -> ExportCache:
+    """The cache of the `index`th gofer export (the root and layers: exclusive)."""
+    if cfg.plan is None:
+        return ExportCache()
+    return export_caches(cfg.plan)[index]
 
 
 def timeouts_of(mount: Mount) -> CacheTimeouts:
@@ -115,8 +115,9 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
             remotes: list[RemoteFs] = []
             for export, sock in zip(exports, gofer.sockets, strict=True):
                 client = await stack.enter_async_context(open_client(sock))
+                cache = export_cache(cfg, len(remotes))
                 remote = await RemoteFs.attach(client, readonly=export.readonly,
-                                               policy=export_policy(cfg, len(remotes)))
+                                               policy=cache.policy, window=cache.window)
                 stack.callback(remote.close)
                 remotes.append(remote)
             ops = await build_ops(cfg, remotes)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import trio
 
 from gofer.client import open_client
-from sandboxfs.assemble import build_namespace, export_policies, gofer_exports
+from sandboxfs.assemble import build_namespace, export_caches, gofer_exports
 from sandboxfs.mountns import InoSpace, MountedInode
 from sandboxfs.plan import Plan
 from sandboxfs.pod.masters import PodMasters
@@ -44,6 +44,7 @@ class Container:
     plan: Plan
     root: MountedInode | None = None
     memory_bytes: Callable[[], int] = lambda: 0
+    cache_stats: Callable[[], dict[str, dict[str, int]]] = dict
     stop: trio.Event = field(default_factory=trio.Event)
     done: trio.Event = field(default_factory=trio.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
@@ -93,12 +94,13 @@ class Pod:
                 for sock in sockets:
                     stack.callback(sock.close)
                 remotes: list[RemoteFs] = []
-                policies = export_policies(container.plan)
+                caches = export_caches(container.plan)
                 for sock in sockets:
                     client = await stack.enter_async_context(open_client(sock))
                     export = gofer_exports(container.plan)[len(remotes)]
+                    cache = caches[len(remotes)]
                     remote = await RemoteFs.attach(client, readonly=export.readonly,
-                                                   policy=policies[len(remotes)])
+                                                   policy=cache.policy, window=cache.window)
                     stack.callback(remote.close)
                     remotes.append(remote)
                 built = await build_namespace(container.plan, remotes, self._upper_size,
@@ -110,6 +112,7 @@ class Pod:
                 container.root = built.ns.root
                 container.memory_bytes = lambda: sum(
                     fs.used_pages * 4096 for fs in built.memory)
+                container.cache_stats = built.cache_stats
                 task_status.started()
                 await container.stop.wait()
         finally:

@@ -73,7 +73,8 @@ def handlers(pod: Pod, cfg: DaemonConfig, ops: FuseOps) -> dict[str, control.Han
                 "masters": {name: fs.used_pages * 4096
                             for name, fs in pod.masters.filesystems.items()},
                 "containers": {cid: {"memory_bytes": c.memory_bytes(),
-                                     "mounts": len(c.plan.mounts) + 1}
+                                     "mounts": len(c.plan.mounts) + 1,
+                                     "cache": c.cache_stats()}
                                for cid, c in sorted(pod.containers.items())}}
 
     return {"info": info, "add": add, "remove": remove, "stats": stats}

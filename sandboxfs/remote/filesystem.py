@@ -7,7 +7,12 @@ the gofer's walk and readdir extensions return them in the same reply.
 
 Cache policy (`CachePolicy`) decides how long what was learned stays true:
 `EXCLUSIVE` (nothing else changes the tree: cache attributes, names and
-listings for the life of the mount), `NONE` (ask the gofer every time).
+listings for the life of the mount), `REVALIDATE` (a fact older than the
+window is checked with the gofer before use: a name is walked again, an
+attribute fetched again; a name whose (ino, type) changed on the host is a
+new inode, one whose size or mtime changed is counted as an invalidation;
+no negative entries are kept), `NONE` (the window is zero). Known inodes are
+reused whatever the policy, so repeated lookups cost no new fids.
 
 Data: the gofer donates the host fd on open, and reads go straight to it
 with `os.pread`; without donation (TCP, a plain 9P server) reads fall back to
@@ -18,8 +23,11 @@ from __future__ import annotations
 
 import enum
 import errno
+import math
 import os
 import stat as statmod
+import time
+from dataclasses import dataclass
 
 from gofer.client import Client, DirentAttr, Stat
 from sandboxfs.remote.fdcache import FdCache
@@ -54,6 +62,22 @@ def attr_of(st: Stat) -> Attr:
     )
 
 
+@dataclass(slots=True)
+class CacheStats:
+    """What the daemon's cache of one export did: for `pod stats` and tuning."""
+
+    hits: int = 0  # answered from the cache
+    misses: int = 0  # asked the gofer (first sight or past the window)
+    invalidations: int = 0  # a cached fact found changed on the host
+
+    def to_json(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "invalidations": self.invalidations}
+
+
+def _same_file(a: Stat, b: Stat) -> bool:
+    return a.qid.path == b.qid.path and statmod.S_IFMT(a.mode) == statmod.S_IFMT(b.mode)
+
+
 def _no_such(name: bytes) -> OSError:
     return OSError(errno.ENOENT, os.strerror(errno.ENOENT), name.decode(errors="replace"))
 
@@ -63,23 +87,38 @@ class RemoteFs:
 
     def __init__(self, client: Client, root_fid: int, root_stat: Stat, *,
                  readonly: bool, policy: CachePolicy = CachePolicy.EXCLUSIVE,
-                 fd_cache_size: int = 4096) -> None:
+                 window: float = 1.0, fd_cache_size: int = 4096) -> None:
         self.client = client
         self.readonly = readonly
         self.policy = policy
+        #: Seconds a fact learned from the host is trusted without asking again.
+        self.window = {CachePolicy.EXCLUSIVE: math.inf, CachePolicy.REVALIDATE: window,
+                       CachePolicy.NONE: 0.0}[policy]
+        self.stats = CacheStats()
         self.fds = FdCache(fd_cache_size)
+        self._orphan_fids: list[int] = []
         self.root = RemoteInode(self, None, b"", root_stat, fid=root_fid)
 
     @classmethod
     async def attach(cls, client: Client, *, aname: bytes = b"", readonly: bool,
-                     policy: CachePolicy = CachePolicy.EXCLUSIVE) -> RemoteFs:
+                     policy: CachePolicy = CachePolicy.EXCLUSIVE,
+                     window: float = 1.0) -> RemoteFs:
         fid, _ = await client.attach(aname)
         root_stat = await client.getattr(fid)
-        return cls(client, fid, root_stat, readonly=readonly, policy=policy)
+        return cls(client, fid, root_stat, readonly=readonly, policy=policy, window=window)
 
     @property
     def caches(self) -> bool:
+        """True when nothing but us changes the tree (negative entries may be kept)."""
         return self.policy is CachePolicy.EXCLUSIVE
+
+    def orphan(self, fid: int) -> None:
+        """A fid of an inode replaced on the host: clunked at the next lookup."""
+        self._orphan_fids.append(fid)
+
+    async def clunk_orphans(self) -> None:
+        while self._orphan_fids:
+            await self.client.clunk(self._orphan_fids.pop())
 
     def check_writable(self) -> None:
         if self.readonly:
@@ -102,7 +141,9 @@ class RemoteInode:
         self._children: dict[bytes, RemoteInode] = {}
         self._missing: set[bytes] = set()
         self._listing: list[DirEntry] | None = None
+        self._listed_at = 0.0
         self._link_target: bytes | None = None
+        self._checked = time.monotonic()  # when _stat was last confirmed by the gofer
 
     # -- helpers -----------------------------------------------------------
 
@@ -130,17 +171,40 @@ class RemoteInode:
         self._listing = None
         self._missing.clear()
 
+    def _fresh(self, since: float) -> bool:
+        return time.monotonic() - since < self._fs.window
+
+    def _confirm(self, st: Stat) -> None:
+        """Attributes just read from the gofer for this same file."""
+        old = self._stat
+        if old.size != st.size or old.mtime_ns != st.mtime_ns:
+            self._fs.stats.invalidations += 1
+            self._link_target = None
+            self._listing = None
+        self._stat = st
+        self._checked = time.monotonic()
+
     def _child(self, name: bytes, st: Stat, fid: int | None = None) -> RemoteInode:
-        known = self._children.get(name) if self._fs.caches else None
-        if known is not None and known._stat.qid.path == st.qid.path:
-            known._stat = st
-            if fid is not None and known._fid is None:
-                known._fid = fid
+        """The inode for `name` now statted as `st`: the known one if it is the
+        same file, else a new one (the host replaced it)."""
+        known = self._children.get(name)
+        if known is not None and _same_file(known._stat, st):
+            known._confirm(st)
+            if fid is not None:
+                if known._fid is None:
+                    known._fid = fid
+                else:
+                    self._fs.orphan(fid)
             return known
+        if known is not None:
+            self._fs.stats.invalidations += 1
+            if known._fid is not None:
+                # Its fid names the replaced file: later uses walk the name again.
+                self._fs.orphan(known._fid)
+                known._fid = None
         child = RemoteInode(self._fs, self, name, st, fid=fid)
-        if self._fs.caches:
-            self._children[name] = child
-            self._missing.discard(name)
+        self._children[name] = child
+        self._missing.discard(name)
         return child
 
     def _require_dir(self) -> None:
@@ -150,8 +214,11 @@ class RemoteInode:
     # -- attributes --------------------------------------------------------
 
     async def getattr(self) -> Attr:
-        if not self._fs.caches:
-            self._stat = await self._fs.client.getattr(await self.fid())
+        if self._fresh(self._checked):
+            self._fs.stats.hits += 1
+        else:
+            self._fs.stats.misses += 1
+            self._confirm(await self._fs.client.getattr(await self.fid()))
         return attr_of(self._stat)
 
     async def setattr(self, changes: SetAttr) -> Attr:
@@ -170,24 +237,33 @@ class RemoteInode:
 
     async def lookup(self, name: bytes) -> Inode:
         self._require_dir()
-        if self._fs.caches:
-            known = self._children.get(name)
-            if known is not None:
-                return known
-            if name in self._missing:
-                raise _no_such(name)
+        fs = self._fs
+        known = self._children.get(name)
+        if known is not None and self._fresh(known._checked):
+            fs.stats.hits += 1
+            return known
+        if fs.caches and name in self._missing:
+            fs.stats.hits += 1
+            raise _no_such(name)
+        fs.stats.misses += 1
+        await fs.clunk_orphans()
         try:
-            fid, _, stats = await self._fs.client.walk_getattr(await self.fid(), [name])
+            fid, _, stats = await fs.client.walk_getattr(await self.fid(), [name])
         except FileNotFoundError:
-            if self._fs.caches:
+            if known is not None:
+                self._removed(name)
+                fs.stats.invalidations += 1
+            if fs.caches:
                 self._missing.add(name)
             raise
         return self._child(name, stats[-1], fid=fid)
 
     async def readdir(self) -> list[DirEntry]:
         self._require_dir()
-        if self._listing is not None and self._fs.caches:
+        if self._listing is not None and self._fresh(self._listed_at):
+            self._fs.stats.hits += 1
             return self._listing
+        self._fs.stats.misses += 1
         client = self._fs.client
         dfid, _ = await client.walk(await self.fid(), [])
         try:
@@ -196,8 +272,11 @@ class RemoteInode:
         finally:
             await client.clunk(dfid)
         entries = [await self._entry_of(d) for d in dirents]
-        if self._fs.caches:
-            self._listing = entries
+        listed = {d.name for d in dirents}
+        for gone in [name for name in self._children if name not in listed]:
+            self._children.pop(gone)
+        self._listing = entries
+        self._listed_at = time.monotonic()
         return entries
 
     async def _entry_of(self, dirent: DirentAttr) -> DirEntry:
@@ -222,7 +301,7 @@ class RemoteInode:
         return self._child(name, stats[-1], fid=fid)
 
     async def _refresh(self) -> None:
-        self._stat = await self._fs.client.getattr(await self.fid())
+        self._confirm(await self._fs.client.getattr(await self.fid()))
 
     async def create(self, name: bytes, mode: int, creds: Creds) -> Inode:
         self._fs.check_writable()
@@ -265,8 +344,7 @@ class RemoteInode:
         self._forget_listing()
         await target._refresh()
         await self._refresh()
-        if self._fs.caches:
-            self._children[name] = target
+        self._children[name] = target
         return target
 
     async def unlink(self, name: bytes) -> None:
@@ -300,8 +378,7 @@ class RemoteInode:
         if moved is not None:
             # Its fid still names the moved file on the host; only its path changed.
             moved._parent, moved._name = new_parent, new_name
-            if new_parent._fs.caches:
-                new_parent._children[new_name] = moved
+            new_parent._children[new_name] = moved
         await self._refresh()
         if new_parent is not self:
             await new_parent._refresh()
@@ -340,7 +417,9 @@ class RemoteInode:
     async def readlink(self) -> bytes:
         if not statmod.S_ISLNK(self._stat.mode):
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        if self._link_target is None or not self._fs.caches:
+        if self._link_target is None or not self._fresh(self._checked):
+            if not self._fresh(self._checked):
+                await self.getattr()
             self._link_target = await self._fs.client.readlink(await self.fid())
         return self._link_target
 

@@ -249,3 +249,44 @@ def test_bad_bind_source_exits_2_naming_the_mount(tmp_path: Path) -> None:
     proc = sandboxfs("mount", str(bundle), str(tmp_path / "mnt"), check=False)
     assert proc.returncode == 2
     assert "mounts[0]" in proc.stderr and "/data" in proc.stderr
+
+
+def _poll(predicate: object, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"{what} not seen within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_revalidate_bind_follows_replacements_and_removals(tree: Tree) -> None:
+    host = tree.host / "rw"
+    inside = tree.mnt / "cached"
+    (host / "swap.txt").write_text("first\n")
+    _poll(lambda: (inside / "swap.txt").exists(), "a new host file")
+    first_ino = (inside / "swap.txt").stat().st_ino
+    (host / "swap.tmp").write_text("second, longer\n")
+    os.rename(host / "swap.tmp", host / "swap.txt")  # a new inode under the same name
+    _poll(lambda: (inside / "swap.txt").read_text() == "second, longer\n", "a replaced file")
+    assert (inside / "swap.txt").stat().st_ino != first_ino
+    (host / "swap.txt").unlink()
+    _poll(lambda: not (inside / "swap.txt").exists(), "a removed file")
+    _poll(lambda: "swap.txt" not in os.listdir(inside), "a removed name in the listing")
+
+
+def test_secret_rotation_is_seen_through_a_revalidate_bind(tree: Tree) -> None:
+    """The kubelet's atomic update: files are symlinks through `..data`, which is
+    swapped by a rename to a new timestamped directory."""
+    secret = tree.host / "rw" / "secret"
+    (secret / "..v1").mkdir(parents=True)
+    (secret / "..v1" / "token").write_text("token-1")
+    os.symlink("..v1", secret / "..data")
+    os.symlink("..data/token", secret / "token")
+    inside = tree.mnt / "cached" / "secret" / "token"
+    _poll(lambda: inside.exists() and inside.read_text() == "token-1", "the secret")
+    (secret / "..v2").mkdir()
+    (secret / "..v2" / "token").write_text("token-2, rotated")
+    os.symlink("..v2", secret / "..data_tmp")
+    os.rename(secret / "..data_tmp", secret / "..data")
+    shutil.rmtree(secret / "..v1")
+    _poll(lambda: inside.read_text() == "token-2, rotated", "the rotated secret")
+    shutil.rmtree(secret)

@@ -157,5 +157,9 @@ def test_bad_requests(pod: PodSetup) -> None:
     bad_id = sandboxfs("pod", "add", "--control", str(pod.control), "../x",
                        str(pod.base / "sandbox"), check=False)
     assert bad_id.returncode == 2
+    os.listdir(pod.mnt / "sandbox" / "shared")
     stats = json.loads(sandboxfs("pod", "stats", "--control", str(pod.control)).stdout)
     assert list(stats["containers"]) == ["sandbox"]
+    cache = stats["containers"]["sandbox"]["cache"]
+    assert set(cache) == {"/", "/shared"}
+    assert cache["/shared"]["misses"] >= 1
