@@ -29,7 +29,9 @@ import stat as statmod
 import time
 from dataclasses import dataclass
 
-from gofer.client import Client, DirentAttr, Stat
+import trio
+
+from gofer.client import Client, DirentAttr, Qid, Stat
 from sandboxfs.remote.fdcache import FdCache
 from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr, StatFs
 
@@ -116,9 +118,29 @@ class RemoteFs:
         """A fid of an inode replaced on the host: clunked at the next lookup."""
         self._orphan_fids.append(fid)
 
-    async def clunk_orphans(self) -> None:
-        while self._orphan_fids:
-            await self.client.clunk(self._orphan_fids.pop())
+    async def walk_getattr(self, fid: int, name: bytes) -> tuple[int, list[Qid], list[Stat]]:
+        """Walk one name with its attributes; the fids orphaned since the last
+        walk are clunked in the same round trip (requests are pipelined)."""
+        orphans, self._orphan_fids = self._orphan_fids, []
+        if not orphans:
+            return await self.client.walk_getattr(fid, [name])
+        result: tuple[int, list[Qid], list[Stat]] | OSError
+        async with trio.open_nursery() as nursery:
+            for orphan in orphans:
+                nursery.start_soon(self._clunk_quietly, orphan)
+            try:
+                result = await self.client.walk_getattr(fid, [name])
+            except OSError as exc:
+                result = exc
+        if isinstance(result, OSError):
+            raise result
+        return result
+
+    async def _clunk_quietly(self, fid: int) -> None:
+        try:
+            await self.client.clunk(fid)
+        except OSError:
+            pass  # the fid is freed either way
 
     def check_writable(self) -> None:
         if self.readonly:
@@ -245,10 +267,17 @@ class RemoteInode:
         if fs.caches and name in self._missing:
             fs.stats.hits += 1
             raise _no_such(name)
+        if known is not None and self._listing is not None:
+            # A listed directory revalidates all its names at once: one listing
+            # (names with attributes) instead of a walk per stale name.
+            await self.readdir()
+            again = self._children.get(name)
+            if again is None:
+                raise _no_such(name)
+            return again
         fs.stats.misses += 1
-        await fs.clunk_orphans()
         try:
-            fid, _, stats = await fs.client.walk_getattr(await self.fid(), [name])
+            fid, _, stats = await fs.walk_getattr(await self.fid(), name)
         except FileNotFoundError:
             if known is not None:
                 self._removed(name)
