@@ -19,10 +19,11 @@ import logging
 import os
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
 
+from sandboxfs.pause import Pauser
 from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr
 
 log = logging.getLogger(__name__)
@@ -34,18 +35,23 @@ ROOT_ID: int = pyfuse3.ROOT_INODE
 
 
 def fuse_errors(
-    handler: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn every exception of a handler into a `FUSEError`.
+    handler: Callable[Concatenate[FuseOps, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[FuseOps, P], Coroutine[Any, Any, R]]:
+    """Run a handler through the pause gate and turn every exception into a `FUSEError`.
 
     An `OSError` keeps its errno; anything else is a bug: it is logged with its
     traceback and answered with EIO, so one bad request never kills the daemon.
+    While the filesystem is paused (checkpoint), the request waits first.
     """
 
     @functools.wraps(handler)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def wrapper(self: FuseOps, *args: P.args, **kwargs: P.kwargs) -> R:
+        gate = self.pauser
+        if gate.paused:
+            await gate.wait_open()
+        gate.enter()
         try:
-            return await handler(*args, **kwargs)
+            return await handler(self, *args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except OSError as exc:
@@ -53,6 +59,8 @@ def fuse_errors(
         except Exception:
             log.exception("internal error in %s", handler.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            gate.leave()
 
     return wrapper
 
@@ -105,6 +113,7 @@ class FuseOps(pyfuse3.Operations):
         super().__init__()
         self._timeouts = timeouts or CacheTimeouts.exclusive()
         self._timeouts_for = timeouts_for
+        self.pauser = Pauser()
         self._root = root
         self._nodes: dict[int, _Node] = {ROOT_ID: _Node(root, lookups=1)}
         self._files: dict[int, FileHandle] = {}
