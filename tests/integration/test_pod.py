@@ -68,6 +68,8 @@ def pod(tmp_path: Path) -> Iterator[PodSetup]:
         annotations[f"{HINTS}.{name}.source"] = source
         annotations[f"{HINTS}.{name}.type"] = kind
         annotations[f"{HINTS}.{name}.share"] = share
+    annotations.update({f"{HINTS}.ro.source": "/pod/ro", f"{HINTS}.ro.type": "tmpfs",
+                        f"{HINTS}.ro.share": "pod", f"{HINTS}.ro.options": "nodev,ro"})
     sandbox = _bundle(tmp_path, "sandbox", annotations, _container_mounts(volume), rootfs)
     mnt = tmp_path / "pod"
     mnt.mkdir()
@@ -163,3 +165,23 @@ def test_bad_requests(pod: PodSetup) -> None:
     cache = stats["containers"]["sandbox"]["cache"]
     assert set(cache) == {"/", "/shared"}
     assert cache["/shared"]["misses"] >= 1
+
+
+def test_incompatible_replica_options_refused_naming_both(pod: PodSetup) -> None:
+    def bundle(name: str, options: list[str]) -> Path:
+        mounts = [{"destination": "/ro", "type": "bind", "source": "/pod/ro",
+                   "options": ["rbind", *options]}]
+        return _bundle(pod.base, name, {"io.kubernetes.cri.container-type": "container"},
+                       mounts, make_lower(pod.base / f"{name}-rootfs"))
+
+    sandboxfs("pod", "add", "--control", str(pod.control), "reader",
+              str(bundle("reader", ["ro", "nodev"])))
+    assert (pod.mnt / "reader" / "ro").is_dir()
+    proc = sandboxfs("pod", "add", "--control", str(pod.control), "writer",
+                     str(bundle("writer", ["nodev"])), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "mounts[0]" in proc.stderr and "'ro'" in proc.stderr and "rw" in proc.stderr
+    proc = sandboxfs("pod", "add", "--control", str(pod.control), "devs",
+                     str(bundle("devs", ["ro"])), check=False)
+    assert proc.returncode == 2 and "nodev" in proc.stderr, proc.stderr
+    assert sorted(os.listdir(pod.mnt)) == ["reader", "sandbox"]
