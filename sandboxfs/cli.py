@@ -2,6 +2,7 @@
 
     sandboxfs mount BUNDLE MOUNTPOINT [--foreground] [--upper-size SIZE] [-o OPTS]
     sandboxfs umount MOUNTPOINT
+    sandboxfs stats MOUNTPOINT
     sandboxfs plan BUNDLE [--pod-bundle SANDBOX_BUNDLE] [--compact]
     sandboxfs annotate BUNDLE [--kubelet-pods-dir DIR] [--dry-run]
     sandboxfs pod start|add|remove|list|stats --control SOCKET ...
@@ -14,12 +15,14 @@ Exit status: 0 on success, 1 when the operation failed, 2 for bad input
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from sandboxfs import mounts
+from sandboxfs.control import ControlError, request
 from sandboxfs.mountopts import OptionError, parse_mount_options, parse_size
 from sandboxfs.plan import compile_plan
 from sandboxfs.plan_cli import cmd_annotate, cmd_plan
@@ -81,6 +84,21 @@ def _cmd_umount(argv: Sequence[str]) -> int:
     return mounts.umount(args.mountpoint)
 
 
+def _cmd_stats(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="sandboxfs stats",
+                                description="Print a mount's request and cache counters as JSON.")
+    p.add_argument("mountpoint")
+    args = p.parse_args(argv)
+    path = mounts.control_path(os.path.realpath(args.mountpoint))
+    try:
+        reply = request(str(path), {"op": "stats"})
+    except ControlError as exc:
+        return _die(1, str(exc))
+    reply.pop("ok", None)
+    print(json.dumps(reply, indent=2, sort_keys=True))
+    return 0
+
+
 def _cmd_fuse_form(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="sandboxfs",
@@ -123,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_mount(rest)
     if command in ("umount", "unmount"):
         return _cmd_umount(rest)
+    if command == "stats":
+        return _cmd_stats(rest)
     if command == "plan":
         return cmd_plan(rest)
     if command == "annotate":

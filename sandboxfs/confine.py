@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,13 @@ def deny_all_host_paths() -> bool:
     return True
 
 
-def start_unmount_guard(mountpoint: str, state_file: str | None = None) -> int:
+def start_unmount_guard(mountpoint: str, leftovers: Sequence[str | None] = ()) -> int:
     """Fork a guard that detaches `mountpoint` once this process has exited.
 
     The guard holds only the read end of a pipe whose write end stays in the
     daemon; end of file on it means the daemon is gone. It then also removes
-    the daemon's state file, which the confined daemon cannot. Returns its pid.
+    the `leftovers` (the daemon's state file and control socket), which the
+    confined daemon cannot. Returns its pid.
     """
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -104,9 +106,11 @@ def start_unmount_guard(mountpoint: str, state_file: str | None = None) -> int:
         while os.read(read_end, 1):
             pass
         _libc.umount2(mountpoint.encode(), _MNT_DETACH)
-        if state_file is not None:
+        for path in leftovers:
+            if path is None:
+                continue
             try:
-                os.unlink(state_file)
+                os.unlink(path)
             except OSError:
                 pass
     finally:

@@ -14,6 +14,7 @@ import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyfuse3
 import trio
@@ -21,6 +22,7 @@ import trio
 from gofer.client import open_client
 from sandboxfs.assemble import ExportCache, build_namespace, export_caches, gofer_exports
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
+from sandboxfs.control import server as control
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
 from sandboxfs.gofer_proc import Export, GoferProcess
 from sandboxfs.mountns import REVALIDATE, UNCACHED, Mount
@@ -52,7 +54,7 @@ class DaemonConfig:
     state_file: str | None = None
     plan: Plan | None = None  # a bundle's mount plan; None for plain layers (`lowers`)
     pod_id: str | None = None  # pod mode: the first container's id (see sandboxfs.pod)
-    control_path: str | None = None  # the pod's control socket
+    control_path: str | None = None  # the control socket (a pod's, or the mount's own)
     sandbox_bundle: str | None = None  # the pod's sandbox bundle (its hints), for `pod add`
 
 
@@ -82,6 +84,15 @@ async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> FuseOps:
     ns = (await build_namespace(cfg.plan, remotes, cfg.upper_size)).ns
     return FuseOps(ns.root, CacheTimeouts.exclusive(),
                    timeouts_for=lambda inode: timeouts_of(ns.mount_of(inode)))
+
+
+def mount_handlers(ops: FuseOps, remotes: list[RemoteFs]) -> dict[str, control.Handler]:
+    """The control operations of a single mount (its socket is in the state directory)."""
+
+    async def stats(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        return {"fuse": ops.stats(), "cache": [r.stats.to_json() for r in remotes]}
+
+    return {"stats": stats}
 
 
 def fuse_options(cfg: DaemonConfig) -> set[str]:
@@ -121,13 +132,16 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
                 stack.callback(remote.close)
                 remotes.append(remote)
             ops = await build_ops(cfg, remotes)
+            listener = control.bind(cfg.control_path) if cfg.control_path else None
             pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
             mounted = True
             ready(None)
             if cfg.confine:
-                start_unmount_guard(cfg.mountpoint, cfg.state_file)
+                start_unmount_guard(cfg.mountpoint, [cfg.state_file, cfg.control_path])
                 confined = deny_all_host_paths()
             async with trio.open_nursery() as nursery:
+                if listener is not None:
+                    nursery.start_soon(control.serve, listener, mount_handlers(ops, remotes))
                 nursery.start_soon(stop_on_signal, cfg.mountpoint)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()

@@ -41,6 +41,11 @@ def _state_file(mountpoint: str) -> Path:
     return STATE_DIR / f"{key}.json"
 
 
+def control_path(mountpoint: str) -> Path:
+    """Where a (non-pod) mount's daemon listens for control requests."""
+    return _state_file(mountpoint).with_suffix(".sock")
+
+
 def _write_state(mountpoint: str, pid: int) -> None:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     path = _state_file(mountpoint)
@@ -50,11 +55,12 @@ def _write_state(mountpoint: str, pid: int) -> None:
 
 
 def _forget_state(mountpoint: str) -> None:
-    """Remove the state file; a confined daemon cannot (its guard does it then)."""
-    try:
-        _state_file(mountpoint).unlink(missing_ok=True)
-    except OSError:
-        pass
+    """Remove the state files; a confined daemon cannot (its guard does it then)."""
+    for path in (_state_file(mountpoint), control_path(mountpoint)):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _read_pid(mountpoint: str) -> int | None:
@@ -97,7 +103,7 @@ def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | 
         state_file=str(_state_file(mountpoint)),
         plan=plan,
         pod_id=pod.first_id if pod else None,
-        control_path=pod.control_path if pod else None,
+        control_path=pod.control_path if pod else str(control_path(mountpoint)),
         sandbox_bundle=pod.sandbox_bundle if pod else None,
     )
     if foreground:
@@ -227,6 +233,7 @@ def umount(mountpoint: str) -> int:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
         _state_file(mountpoint).unlink(missing_ok=True)
+    control_path(mountpoint).unlink(missing_ok=True)
     return 0
 
 

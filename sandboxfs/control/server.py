@@ -28,6 +28,7 @@ Handler = Callable[[dict[str, Any], list[int]], Awaitable[dict[str, Any]]]
 
 def bind(path: str) -> socket.socket:
     """A listening unix socket at `path` (a stale one there is replaced), mode 0600."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
         os.unlink(path)
     except FileNotFoundError:

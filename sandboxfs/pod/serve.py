@@ -97,7 +97,7 @@ async def serve_pod(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> N
             mounted = True
             ready(None)
             if cfg.confine:
-                start_unmount_guard(cfg.mountpoint, cfg.state_file)
+                start_unmount_guard(cfg.mountpoint, [cfg.state_file, cfg.control_path])
                 confined = deny_all_host_paths()
             nursery.start_soon(control.serve, listener, handlers(pod, cfg, ops))
             nursery.start_soon(stop_on_signal, cfg.mountpoint)

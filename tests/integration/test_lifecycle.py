@@ -21,6 +21,7 @@ from tests.integration.mounting import (
     mounted_bundle,
     mounted_layers,
     pid_alive,
+    run_dir,
     sandboxfs,
     tree_digest,
     wait_gone,
@@ -158,3 +159,23 @@ def test_killed_gofer_gives_eio_quickly_and_umount_works(tmp_path: Path) -> None
         sandboxfs("umount", str(mnt))
     wait_gone([pid])
     assert not is_mounted(mnt)
+
+
+def test_stats_over_the_control_socket_and_no_socket_left(tmp_path: Path) -> None:
+    lower = make_lower_for_stats(tmp_path / "lower")
+    with mounted_layers(tmp_path / "mnt", lower) as mnt:
+        assert (mnt / "file.txt").read_text() == "hello lower\n"
+        stats = json.loads(sandboxfs("stats", str(mnt)).stdout)
+        assert stats["fuse"]["nodes"] >= 2
+        assert stats["cache"][0]["misses"] >= 1
+        sockets = list((run_dir() / "mounts").glob("*.sock"))
+        assert len(sockets) == 1
+    assert not list((run_dir() / "mounts").glob("*.sock"))
+    bad = sandboxfs("stats", str(tmp_path / "mnt"), check=False)
+    assert bad.returncode == 1 and "cannot reach" in bad.stderr
+
+
+def make_lower_for_stats(root: Path) -> Path:
+    from tests.integration.test_overlay_mount import make_lower
+
+    return make_lower(root)
