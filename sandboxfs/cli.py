@@ -6,6 +6,7 @@
     sandboxfs plan BUNDLE [--pod-bundle SANDBOX_BUNDLE] [--compact]
     sandboxfs annotate BUNDLE [--kubelet-pods-dir DIR] [--dry-run]
     sandboxfs pod start|add|remove|list|stats --control SOCKET ...
+    sandboxfs shell|diff|commit|export|drop|ls ...   (dev sandboxes; see docs/cli.md)
     sandboxfs SOURCE MOUNTPOINT -o lowerdir=A:B[,upper=memory][,...]   (mount.fuse3 form)
 
 Exit status: 0 on success, 1 when the operation failed, 2 for bad input
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 
 from sandboxfs import mounts
 from sandboxfs.control import ControlError, request
+from sandboxfs.dev_cli import COMMANDS as DEV_COMMANDS
 from sandboxfs.mountopts import OptionError, parse_mount_options, parse_size
 from sandboxfs.plan import compile_plan
 from sandboxfs.plan_cli import cmd_annotate, cmd_plan
@@ -149,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_annotate(rest)
     if command == "pod":
         return cmd_pod(rest)
+    if command in DEV_COMMANDS:
+        return DEV_COMMANDS[command](rest)
     return _cmd_fuse_form(argv)
 
 

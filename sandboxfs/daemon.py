@@ -20,13 +20,14 @@ import pyfuse3
 import trio
 
 from gofer.client import open_client
-from sandboxfs.assemble import ExportCache, build_namespace, export_caches, gofer_exports
+from sandboxfs.assemble import Built, ExportCache, build_namespace, export_caches, gofer_exports
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.control import server as control
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
 from sandboxfs.gofer_proc import Export, GoferProcess
 from sandboxfs.mountns import REVALIDATE, UNCACHED, Mount
 from sandboxfs.overlay import OverlayFs
+from sandboxfs.overlay.changes import upper_changes
 from sandboxfs.plan import Plan
 from sandboxfs.remote import RemoteFs
 from sandboxfs.tmpfs import TmpFs
@@ -74,25 +75,50 @@ def timeouts_of(mount: Mount) -> CacheTimeouts:
     return CacheTimeouts.exclusive()
 
 
-async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> FuseOps:
+@dataclass(slots=True)
+class Served:
+    """What the daemon serves: the FUSE operations, and what control requests
+    reach: the memory upper of plain layers, or a bundle's built namespace."""
+
+    ops: FuseOps
+    upper: Inode | None = None
+    built: Built | None = None
+
+
+async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> Served:
     """The FUSE operations over the sandbox's tree: a bundle's whole mount
     namespace, or plain layers under one memory upper."""
     if cfg.plan is None:
         lowers: list[Inode] = [remote.root for remote in remotes]
-        overlay = OverlayFs(TmpFs(size_limit=cfg.upper_size).root, lowers)
-        return FuseOps(overlay.root, CacheTimeouts.exclusive())
-    ns = (await build_namespace(cfg.plan, remotes, cfg.upper_size)).ns
-    return FuseOps(ns.root, CacheTimeouts.exclusive(),
-                   timeouts_for=lambda inode: timeouts_of(ns.mount_of(inode)))
+        upper = TmpFs(size_limit=cfg.upper_size).root
+        overlay = OverlayFs(upper, lowers)
+        return Served(FuseOps(overlay.root, CacheTimeouts.exclusive()), upper=upper)
+    built = await build_namespace(cfg.plan, remotes, cfg.upper_size)
+    ns = built.ns
+    return Served(FuseOps(ns.root, CacheTimeouts.exclusive(),
+                          timeouts_for=lambda inode: timeouts_of(ns.mount_of(inode))),
+                  upper=built.memory[0].root, built=built)
 
 
-def mount_handlers(ops: FuseOps, remotes: list[RemoteFs]) -> dict[str, control.Handler]:
+def mount_handlers(served: Served, remotes: list[RemoteFs]) -> dict[str, control.Handler]:
     """The control operations of a single mount (its socket is in the state directory)."""
+    ops = served.ops
 
     async def stats(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         return {"fuse": ops.stats(), "cache": [r.stats.to_json() for r in remotes]}
 
-    return {"stats": stats}
+    async def changes(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        """The root overlay's upper, entry by entry (dev sandboxes' diff and export)."""
+        if served.upper is None:
+            raise ValueError("this mount has no memory upper")
+        await ops.pauser.pause()
+        try:
+            found = await upper_changes(served.upper)
+        finally:
+            ops.pauser.resume()
+        return {"changes": [c.to_json() for c in found]}
+
+    return {"stats": stats, "changes": changes}
 
 
 def fuse_options(cfg: DaemonConfig) -> set[str]:
@@ -131,9 +157,9 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
                                                policy=cache.policy, window=cache.window)
                 stack.callback(remote.close)
                 remotes.append(remote)
-            ops = await build_ops(cfg, remotes)
+            served = await build_ops(cfg, remotes)
             listener = control.bind(cfg.control_path) if cfg.control_path else None
-            pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
+            pyfuse3.init(served.ops, cfg.mountpoint, fuse_options(cfg))
             mounted = True
             ready(None)
             if cfg.confine:
@@ -141,7 +167,7 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
                 confined = deny_all_host_paths()
             async with trio.open_nursery() as nursery:
                 if listener is not None:
-                    nursery.start_soon(control.serve, listener, mount_handlers(ops, remotes))
+                    nursery.start_soon(control.serve, listener, mount_handlers(served, remotes))
                 nursery.start_soon(stop_on_signal, cfg.mountpoint)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
