@@ -23,6 +23,7 @@ import argparse
 import ctypes
 import logging
 import os
+import resource
 import signal
 import socket
 import stat
@@ -93,6 +94,13 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _raise_fd_limit() -> None:
+    """Every fid holds an O_PATH descriptor: allow as many as the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(argv: list[str] | None = None) -> int:
     """Parse, set up, confine and serve; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -101,6 +109,7 @@ def run(argv: list[str] | None = None) -> int:
     roots: list[_RootArg] = args.roots
     if not roots:
         return _fail("nothing to serve: give --root DIR")
+    _raise_fd_limit()
     try:
         addrs = [ListenAddress.parse(a) for a in args.listen]
     except ValueError as exc:

@@ -4,7 +4,7 @@ Any number of trio tasks may call a `Client` at once: each call takes a tag,
 sends its frame under the transport's send lock and waits; one reader task
 routes replies to callers by tag. Donated fds (sandboxfs extension) arrive in
 stream order, so the reader keeps a FIFO of fds received with the bytes and
-hands the oldest to each reply whose `hasfd` flag is set.
+hands the oldest to each reply whose `hasfd` flag is set (and to every Ropenat).
 
 A caller cancelled while waiting gets its request flushed (Tflush) in the
 background; the tag is reused only after Rflush, and an fd that still
@@ -143,7 +143,8 @@ class Client:
 
     def _route(self, tag: int, msg: w.Message) -> None:
         fd = None
-        if isinstance(msg, w.Rlopenfd | w.Rlcreatefd) and msg.hasfd:
+        if isinstance(msg, w.Ropenat) or (isinstance(msg, w.Rlopenfd | w.Rlcreatefd)
+                                          and msg.hasfd):
             if not self._fds:
                 raise w.ProtocolError("reply flagged with an fd, but none arrived")
             fd = self._fds.popleft()
@@ -394,6 +395,17 @@ class Client:
             return r.qid, r.iounit, fd
         r2 = await self._rpc(w.Tlopen(fid, flags), w.Rlopen)
         return r2.qid, r2.iounit, None
+
+    async def openat(self, fid: int, names: Sequence[bytes], flags: int) -> tuple[Qid, int]:
+        """Open the regular file at `names` from `fid` and return (qid, donated fd),
+        in one round trip and without a fid. EOPNOTSUPP without extensions or
+        fd passing (then walk and lopen)."""
+        if not self.extensions:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        r, fd = await self._rpc_fd(w.Topenat(fid, tuple(names), flags), w.Ropenat)
+        if fd is None:
+            raise OSError(errno.EPROTO, "Ropenat came without its fd")
+        return r.qid, fd
 
     async def lcreate(self, fid: int, name: bytes, flags: int, mode: int,
                       gid: int) -> tuple[Qid, int, int | None]:

@@ -71,10 +71,12 @@ class Fid:
 
 @dataclass(frozen=True, slots=True)
 class _WithFd:
-    """A reply that donates `fd` (still owned by the fid: it is not closed)."""
+    """A reply that donates `fd`: still owned by its fid (not closed), unless
+    `close` (Ropenat: no fid holds it; closed once sent)."""
 
     msg: w.Message
     fd: int
+    close: bool = False
 
 
 Reply = w.Message | _WithFd
@@ -109,7 +111,8 @@ class Connection:
             w.Tattach: self._attach, w.Tauth: self._auth, w.Twalk: self._walk,
             w.Twalkgetattr: self._walkgetattr, w.Tgetattr: self._getattr,
             w.Tgetattrbatch: self._getattrbatch, w.Tsetattr: self._setattr,
-            w.Tlopen: self._lopen, w.Tlopenfd: self._lopen, w.Tlcreate: self._lcreate,
+            w.Tlopen: self._lopen, w.Tlopenfd: self._lopen, w.Topenat: self._openat,
+            w.Tlcreate: self._lcreate,
             w.Tlcreatefd: self._lcreate, w.Treaddir: self._readdir,
             w.Treaddirattr: self._readdir, w.Tmkdir: self._mkdir, w.Tsymlink: self._symlink,
             w.Tmknod: self._mknod, w.Tlink: self._link, w.Treadlink: self._readlink,
@@ -228,7 +231,11 @@ class Connection:
 
     async def _send_reply(self, tag: int, reply: Reply) -> None:
         if isinstance(reply, _WithFd):
-            await self._send(tag, reply.msg, reply.fd)
+            try:
+                await self._send(tag, reply.msg, reply.fd)
+            finally:
+                if reply.close:
+                    os.close(reply.fd)
         else:
             await self._send(tag, reply)
 
@@ -431,6 +438,20 @@ class Connection:
         st = os.fstat(fd)
         f.fd, f.is_dir = fd, stat.S_ISDIR(st.st_mode)
         return self._opened_reply(msg, f, st)
+
+    def _openat(self, msg: w.Topenat) -> Reply:
+        if not self.transport.can_pass_fds:
+            raise OSError(errno.EOPNOTSUPP, "no fd passing on this transport")
+        node, _ = self._walk_nodes(self._fid(msg.fid), msg.names, partial=False)
+        try:
+            fd = node.export.open(node, msg.flags)
+        finally:
+            node.release()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "Topenat opens regular files only")
+        return _WithFd(w.Ropenat(qid_of(st)), fd, close=True)
 
     def _lcreate(self, msg: w.Tlcreate | w.Tlcreatefd) -> Reply:
         f = self._fid(msg.fid)

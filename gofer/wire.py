@@ -840,6 +840,28 @@ class Rreaddirattr(Message):
     data: bytes
 
 
+@_msg(160, "fid:d names:S flags:d")
+@dataclass(frozen=True, slots=True)
+class Topenat(Message):
+    """Walk `names` from `fid` and open the regular file there, donating its fd.
+
+    No fid is made: one round trip replaces Twalk + Tlopenfd + Tclunk. Only
+    where fds can be passed (else EOPNOTSUPP); a non-regular file is EINVAL.
+    """
+
+    fid: int
+    names: tuple[bytes, ...]
+    flags: int
+
+
+@_msg(161, "qid:Q")
+@dataclass(frozen=True, slots=True)
+class Ropenat(Message):
+    """Exactly one fd comes with this frame's bytes (SCM_RIGHTS); the client owns it."""
+
+    qid: Qid
+
+
 #: message numbers that exist only on a connection that negotiated VERSION_EXT
 EXTENSION_TYPES = frozenset(t for t in MESSAGES if 150 <= t < 200)
 

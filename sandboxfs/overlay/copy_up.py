@@ -157,6 +157,7 @@ async def _copy_data(lower: Inode, new: Inode, size: int) -> None:
         raise
     src = await lower.open(os.O_RDONLY)
     try:
+        await src.read(0, 0)  # a handle that opens lazily has its fd after a first read
         dst = await new.open(os.O_WRONLY)
         try:
             sfd, dfd = src.fileno(), dst.fileno()

@@ -25,6 +25,7 @@ import enum
 import errno
 import math
 import os
+import resource
 import stat as statmod
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import trio
 
 from gofer.client import Client, DirentAttr, Qid, Stat
 from sandboxfs.remote.fdcache import FdCache
+from sandboxfs.remote.fids import FidTable
 from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr, StatFs
 
 AT_REMOVEDIR = 0x200
@@ -84,12 +86,20 @@ def _no_such(name: bytes) -> OSError:
     return OSError(errno.ENOENT, os.strerror(errno.ENOENT), name.decode(errors="replace"))
 
 
+def default_fd_cache_size() -> int:
+    """A quarter of the descriptors this process may open: donated fds are
+    the cheapest reads there are, but memfds and sockets need room too."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(256, min(soft // 4, 1 << 16))
+
+
 class RemoteFs:
     """One gofer export, attached once; `root` is its root directory."""
 
     def __init__(self, client: Client, root_fid: int, root_stat: Stat, *,
                  readonly: bool, policy: CachePolicy = CachePolicy.EXCLUSIVE,
-                 window: float = 1.0, fd_cache_size: int = 4096) -> None:
+                 window: float = 1.0, fd_cache_size: int | None = None,
+                 fid_capacity: int = 4096) -> None:
         self.client = client
         self.readonly = readonly
         self.policy = policy
@@ -97,8 +107,10 @@ class RemoteFs:
         self.window = {CachePolicy.EXCLUSIVE: math.inf, CachePolicy.REVALIDATE: window,
                        CachePolicy.NONE: 0.0}[policy]
         self.stats = CacheStats()
-        self.fds = FdCache(fd_cache_size)
-        self._orphan_fids: list[int] = []
+        self.fds = FdCache(fd_cache_size or default_fd_cache_size())
+        self.fid_table = FidTable(fid_capacity)
+        #: Topenat (walk+open+donate in one round trip) works on this connection.
+        self.can_openat = client.extensions
         self.root = RemoteInode(self, None, b"", root_stat, fid=root_fid)
 
     @classmethod
@@ -116,20 +128,37 @@ class RemoteFs:
 
     def orphan(self, fid: int) -> None:
         """A fid of an inode replaced on the host: clunked at the next lookup."""
-        self._orphan_fids.append(fid)
+        self.fid_table.retire_now(fid)
 
     async def walk_getattr(self, fid: int, name: bytes) -> tuple[int, list[Qid], list[Stat]]:
-        """Walk one name with its attributes; the fids orphaned since the last
-        walk are clunked in the same round trip (requests are pipelined)."""
-        orphans, self._orphan_fids = self._orphan_fids, []
+        """Walk one name with its attributes (see `_walk`)."""
+        return await self._walk(fid, [name], attrs=True)
+
+    async def walk(self, fid: int, names: list[bytes]) -> int:
+        """Walk `names` (none: clone) to a new fid (see `_walk`)."""
+        newfid, _, _ = await self._walk(fid, names, attrs=False)
+        return newfid
+
+    async def _walk(self, fid: int, names: list[bytes], *,
+                    attrs: bool) -> tuple[int, list[Qid], list[Stat]]:
+        """Every walk also clunks the fids given back since the last one, in the
+        same round trip (requests are pipelined), so fids never pile up."""
+        orphans = self.fid_table.due()
+
+        async def go() -> tuple[int, list[Qid], list[Stat]]:
+            if attrs:
+                return await self.client.walk_getattr(fid, names)
+            newfid, qids = await self.client.walk(fid, names)
+            return newfid, qids, []
+
         if not orphans:
-            return await self.client.walk_getattr(fid, [name])
+            return await go()
         result: tuple[int, list[Qid], list[Stat]] | OSError
         async with trio.open_nursery() as nursery:
             for orphan in orphans:
                 nursery.start_soon(self._clunk_quietly, orphan)
             try:
-                result = await self.client.walk_getattr(fid, [name])
+                result = await go()
             except OSError as exc:
                 result = exc
         if isinstance(result, OSError):
@@ -182,12 +211,26 @@ class RemoteInode:
         if self._fid is None:
             assert self._parent is not None
             parent_fid = await self._parent.fid()
-            fid, _ = await self._fs.client.walk(parent_fid, [self._name])
+            fid = await self._fs.walk(parent_fid, [self._name])
             if self._fid is None:
                 self._fid = fid
             else:  # another task walked it meanwhile
                 await self._fs.client.clunk(fid)
+        if self._parent is not None:  # the root's fid is never given back
+            self._fs.fid_table.touch(self)
         return self._fid
+
+    def drop_fid(self) -> int | None:
+        fid, self._fid = self._fid, None
+        return fid
+
+    def _take_fid(self, fid: int) -> None:
+        """A fid just walked for this inode: keep it if it has none."""
+        if self._fid is None:
+            self._fid = fid
+            self._fs.fid_table.touch(self)
+        else:
+            self._fs.orphan(fid)
 
     def _forget_listing(self) -> None:
         self._listing = None
@@ -213,18 +256,18 @@ class RemoteInode:
         if known is not None and _same_file(known._stat, st):
             known._confirm(st)
             if fid is not None:
-                if known._fid is None:
-                    known._fid = fid
-                else:
-                    self._fs.orphan(fid)
+                known._take_fid(fid)
             return known
         if known is not None:
             self._fs.stats.invalidations += 1
+            self._fs.fid_table.forget(known)
             if known._fid is not None:
                 # Its fid names the replaced file: later uses walk the name again.
                 self._fs.orphan(known._fid)
                 known._fid = None
-        child = RemoteInode(self._fs, self, name, st, fid=fid)
+        child = RemoteInode(self._fs, self, name, st)
+        if fid is not None:
+            child._take_fid(fid)
         self._children[name] = child
         self._missing.discard(name)
         return child
@@ -294,7 +337,7 @@ class RemoteInode:
             return self._listing
         self._fs.stats.misses += 1
         client = self._fs.client
-        dfid, _ = await client.walk(await self.fid(), [])
+        dfid = await self._fs.walk(await self.fid(), [])
         try:
             await client.lopen(dfid, os.O_RDONLY | os.O_DIRECTORY)
             dirents = await client.readdir_all(dfid)
@@ -336,7 +379,7 @@ class RemoteInode:
         self._fs.check_writable()
         self._require_dir()
         client = self._fs.client
-        fid, _ = await client.walk(await self.fid(), [])
+        fid = await self._fs.walk(await self.fid(), [])
         try:
             _, _, fd = await client.lcreate(fid, name, os.O_RDWR | os.O_CREAT | os.O_EXCL,
                                             mode & 0o7777, creds.gid)
@@ -425,23 +468,62 @@ class RemoteInode:
             cached = fds.get(self.ino)
             if cached is not None:
                 return RemoteFile(self, None, cached, cached=True)
-        client = self._fs.client
-        fid, _ = await client.walk(await self.fid(), [])
         open_flags = flags & (os.O_ACCMODE | os.O_TRUNC | os.O_APPEND)
+        if self._fs.can_openat and self._parent is not None and statmod.S_ISREG(self._stat.mode):
+            if not writing:
+                # Opened at the first read: when the kernel's page cache already
+                # holds the bytes, no read comes and the gofer is never asked.
+                return RemoteFile(self, None, None, cached=True)
+            try:
+                donated = await self._openat(open_flags)
+            except OSError as exc:
+                if exc.errno != errno.EOPNOTSUPP:
+                    raise
+            else:
+                if open_flags & os.O_TRUNC:
+                    await self._refresh()
+                return RemoteFile(self, None, donated, cached=False)
+        client = self._fs.client
+        # Walk the name from the parent (a directory keeps its fid) rather than
+        # cloning our own: one round trip, and no fid kept per opened file.
+        if self._parent is not None:
+            fid = await self._fs.walk(await self._parent.fid(), [self._name])
+        else:
+            fid = await self._fs.walk(await self.fid(), [])
         try:
             _, _, fd = await client.lopen(fid, open_flags)
         except BaseException:
-            await client.clunk(fid)
+            self._fs.orphan(fid)
             raise
         if open_flags & os.O_TRUNC:
             await self._refresh()
         if fd is None:
             return RemoteFile(self, fid, None, cached=False)
-        await client.clunk(fid)
+        self._fs.orphan(fid)  # clunked with the next walk, in its round trip
         if not writing:
             fd = fds.put(self.ino, fd)
             return RemoteFile(self, None, fd, cached=True)
         return RemoteFile(self, None, fd, cached=False)
+
+    async def _openat(self, flags: int) -> int:
+        """The host fd of this file, opened by the gofer in one round trip
+        (Topenat: walk from the parent, open, donate; no fid made)."""
+        assert self._parent is not None
+        try:
+            _, fd = await self._fs.client.openat(await self._parent.fid(), [self._name], flags)
+        except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:
+                self._fs.can_openat = False
+            raise
+        return fd
+
+    async def cached_read_fd(self) -> int:
+        """A read-only host fd for this file from the fd cache, opened if missing."""
+        fds = self._fs.fds
+        fd = fds.get(self.ino)
+        if fd is None:
+            fd = fds.put(self.ino, await self._openat(os.O_RDONLY))
+        return fd
 
     async def readlink(self) -> bytes:
         if not statmod.S_ISLNK(self._stat.mode):
@@ -481,7 +563,11 @@ class RemoteInode:
 
 
 class RemoteFile:
-    """An open host file: pread/pwrite on the donated fd, else Tread/Twrite."""
+    """An open host file: pread/pwrite on the donated fd, else Tread/Twrite.
+
+    A read-only handle may start with neither (a lazy open): its first read
+    takes the inode's cached fd, or has the gofer open one.
+    """
 
     def __init__(self, inode: RemoteInode, fid: int | None, fd: int | None,
                  *, cached: bool) -> None:
@@ -493,6 +579,9 @@ class RemoteFile:
             inode._fs.fds.acquire(fd)
 
     async def read(self, offset: int, size: int) -> bytes:
+        if self._fd is None and self._fid is None:
+            self._fd = await self._inode.cached_read_fd()  # the lazy open
+            self._inode._fs.fds.acquire(self._fd)
         if self._fd is not None:
             return os.pread(self._fd, size, offset)
         assert self._fid is not None
