@@ -1,0 +1,59 @@
+"""Topenat: walk, open and donate in one round trip, confined like every walk."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.gofer.conftest import Procs, gofer_client
+
+
+async def expect(code: int, coro: object) -> None:
+    with pytest.raises(OSError) as info:
+        await coro  # type: ignore[misc]
+    assert info.value.errno == code, errno.errorcode.get(info.value.errno or 0)
+
+
+async def test_openat_donates_the_file_and_makes_no_fid(procs: Procs, sample: Path) -> None:
+    async with gofer_client(procs, sample) as c:
+        root, _ = await c.attach()
+        for _ in range(50):  # no fid is left behind: the fid table stays as it was
+            qid, fd = await c.openat(root, [b"sub", b"inner.txt"], os.O_RDONLY)
+            try:
+                assert os.pread(fd, 100, 0) == b"inner\n"
+            finally:
+                os.close(fd)
+        assert qid.path == (sample / "sub" / "inner.txt").stat().st_ino
+        fresh, _ = await c.walk(root, [])  # the next fid number is still free
+        await c.clunk(fresh)
+
+
+async def test_openat_is_confined(procs: Procs, sample: Path) -> None:
+    async with gofer_client(procs, sample) as c:
+        root, _ = await c.attach()
+        await expect(errno.ELOOP, c.openat(root, [b"link"], os.O_RDONLY))
+        # A symlink is never followed: walking through one is ENOTDIR, as in every walk.
+        await expect(errno.ENOTDIR, c.openat(root, [b"to_root", b"etc"], os.O_RDONLY))
+        with pytest.raises(OSError):
+            await c.openat(root, [b".."], os.O_RDONLY)
+        with pytest.raises(OSError):
+            await c.openat(root, [b"sub/../../outside"], os.O_RDONLY)
+        await expect(errno.EINVAL, c.openat(root, [b"sub"], os.O_RDONLY))
+
+
+async def test_openat_on_a_readonly_export_refuses_writes(procs: Procs, sample: Path) -> None:
+    before = (sample / "hello.txt").read_bytes()
+    async with gofer_client(procs, sample, "--ro") as c:
+        root, _ = await c.attach()
+        await expect(errno.EROFS, c.openat(root, [b"hello.txt"], os.O_RDWR))
+        await expect(errno.EROFS, c.openat(root, [b"hello.txt"], os.O_RDONLY | os.O_TRUNC))
+    assert (sample / "hello.txt").read_bytes() == before
+
+
+async def test_openat_needs_the_extensions(procs: Procs, sample: Path) -> None:
+    async with gofer_client(procs, sample, extensions=False) as c:
+        root, _ = await c.attach()
+        await expect(errno.EOPNOTSUPP, c.openat(root, [b"hello.txt"], os.O_RDONLY))
