@@ -24,11 +24,25 @@ demo: setup
 	bash examples/demo.sh
 
 lint: setup
-	$(VENV)/bin/ruff check gofer sandboxfs tests
-	$(VENV)/bin/mypy gofer sandboxfs
+	$(VENV)/bin/ruff check gofer sandboxfs tests bench
+	$(VENV)/bin/mypy gofer sandboxfs bench
 
 test: setup lint
 	$(VENV)/bin/pytest -q
+
+# The benchmark suite (docs/bench.md): root, a few minutes quick, much longer in full.
+# BENCH_ARGS passes options, e.g. `make bench BENCH_ARGS="--targets native,sandboxfs"`.
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: setup $(BENCH_STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-quick: setup $(BENCH_STAMP)
+	$(PY) -m bench --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) examples/bundle/rootfs
