@@ -185,3 +185,31 @@ def test_incompatible_replica_options_refused_naming_both(pod: PodSetup) -> None
                      str(bundle("devs", ["ro"])), check=False)
     assert proc.returncode == 2 and "nodev" in proc.stderr, proc.stderr
     assert sorted(os.listdir(pod.mnt)) == ["reader", "sandbox"]
+
+
+def test_secret_rotated_on_the_host_is_seen_by_every_container(pod: PodSetup) -> None:
+    """A kubelet secret volume: files are symlinks through `..data`, which the
+    kubelet swaps atomically to a new timestamped directory."""
+    app = _add(pod, "app")
+    secret = pod.volume / "secret"
+    (secret / "..v1").mkdir(parents=True)
+    (secret / "..v1" / "token").write_text("one")
+    os.symlink("..v1", secret / "..data")
+    os.symlink("..data/token", secret / "token")
+    readers = [c / "shared" / "secret" / "token" for c in (pod.mnt / "sandbox", app)]
+
+    def all_read(value: str) -> bool:
+        return all(r.exists() and r.read_text() == value for r in readers)
+
+    deadline = time.monotonic() + 5
+    while not all_read("one"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (secret / "..v2").mkdir()
+    (secret / "..v2" / "token").write_text("two, rotated")
+    os.symlink("..v2", secret / "..data_tmp")
+    os.rename(secret / "..data_tmp", secret / "..data")
+    deadline = time.monotonic() + 5
+    while not all_read("two, rotated"):
+        assert time.monotonic() < deadline, "rotation not seen within 5 s"
+        time.sleep(0.05)
