@@ -83,10 +83,11 @@ class Masters(Protocol):
 
 @dataclass(slots=True)
 class Built:
-    """A namespace and the memory filesystems it made (to release on removal)."""
+    """A namespace and the memory filesystems it made, by mount index (0: the
+    root's upper): released on removal, written by a checkpoint."""
 
     ns: MountNamespace
-    memory: list[TmpFs] = field(default_factory=list)
+    memory: dict[int, TmpFs] = field(default_factory=dict)
     remotes: dict[str, RemoteFs] = field(default_factory=dict)  # by destination
 
     def cache_stats(self) -> dict[str, dict[str, int]]:
@@ -106,19 +107,20 @@ async def build_namespace(plan: Plan, remotes: list[RemoteFs], upper_size: int, 
     root_upper = TmpFs(size_limit=upper_size)
     overlay = OverlayFs(root_upper.root, [next(remote_iter).root])
     built = Built(MountNamespace(_mount(plan.root, 0, overlay.root, readonly=False),
-                                 inos=inos, own_root_inos=own_root_inos), [root_upper],
+                                 inos=inos, own_root_inos=own_root_inos), {0: root_upper},
                   {"/": remotes[0]})
     for index, info in enumerate(plan.mounts, start=1):
         share_key = None
         if info.type == TMPFS and info.hint is not None and masters is not None:
             root, share_key = masters.master(info)
         else:
-            root = await _filesystem(info, built, remote_iter)
+            root = await _filesystem(info, index, built, remote_iter)
         built.ns.add(_mount(info, index, root, share_key=share_key))
     return built
 
 
-async def _filesystem(info: MountInfo, built: Built, remotes: Iterator[RemoteFs]) -> Inode:
+async def _filesystem(info: MountInfo, index: int, built: Built,
+                      remotes: Iterator[RemoteFs]) -> Inode:
     ns = built.ns
     data = dict(info.data)
     if info.type == GOFER:
@@ -126,16 +128,16 @@ async def _filesystem(info: MountInfo, built: Built, remotes: Iterator[RemoteFs]
         built.remotes[info.destination] = remote
         if info.overlay:
             upper = TmpFs(size_limit=FILE_OVERLAY_SIZE)
-            built.memory.append(upper)
+            built.memory[index] = upper
             return FileOverlay(remote.root, upper.root)
         return remote.root
     if info.type == TMPFS:
         fs = tmpfs_of(info)
-        built.memory.append(fs)
+        built.memory[index] = fs
         return fs.root
     if info.type == DEVTMPFS:
         dev = TmpFs(size_limit=data.get("size") or DEV_SIZE, root_mode=data.get("mode", 0o755))
-        built.memory.append(dev)
+        built.memory[index] = dev
         await populate_dev(dev.root)
         return dev.root
     if info.type in PLACEHOLDER_TYPES:

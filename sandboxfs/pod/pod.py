@@ -107,11 +107,11 @@ class Pod:
                                               inos=self.inos,
                                               own_root_inos=len(self.containers) == 1,
                                               masters=self.masters)
-                for fs in built.memory:
+                for fs in built.memory.values():
                     stack.callback(fs.close)
                 container.root = built.ns.root
                 container.memory_bytes = lambda: sum(
-                    fs.used_pages * 4096 for fs in built.memory)
+                    fs.used_pages * 4096 for fs in built.memory.values())
                 container.cache_stats = built.cache_stats
                 task_status.started()
                 await container.stop.wait()
