@@ -195,6 +195,9 @@ class RemoteInode:
         self._listed_at = 0.0
         self._link_target: bytes | None = None
         self._checked = time.monotonic()  # when _stat was last confirmed by the gofer
+        # When a walk or listing last confirmed that our name still names this file
+        # (a getattr through our fid cannot tell: it follows the file, not the name).
+        self._named = self._checked
 
     # -- helpers -----------------------------------------------------------
 
@@ -255,6 +258,7 @@ class RemoteInode:
         known = self._children.get(name)
         if known is not None and _same_file(known._stat, st):
             known._confirm(st)
+            known._named = known._checked
             if fid is not None:
                 known._take_fid(fid)
             return known
@@ -304,7 +308,7 @@ class RemoteInode:
         self._require_dir()
         fs = self._fs
         known = self._children.get(name)
-        if known is not None and self._fresh(known._checked):
+        if known is not None and self._fresh(known._named):
             fs.stats.hits += 1
             return known
         if fs.caches and name in self._missing:
