@@ -3,6 +3,7 @@
     sandboxfs mount BUNDLE MOUNTPOINT [--foreground] [--upper-size SIZE] [-o OPTS]
     sandboxfs umount MOUNTPOINT
     sandboxfs stats MOUNTPOINT
+    sandboxfs run BUNDLE [--upper-size SIZE] [-- ARGS ...]
     sandboxfs plan BUNDLE [--pod-bundle SANDBOX_BUNDLE] [--compact]
     sandboxfs annotate BUNDLE [--kubelet-pods-dir DIR] [--dry-run]
     sandboxfs pod start|add|remove|list|stats --control SOCKET ...
@@ -22,14 +23,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sandboxfs import mounts
+from sandboxfs import mounts, runner
 from sandboxfs.control import ControlError, request
 from sandboxfs.dev_cli import COMMANDS as DEV_COMMANDS
 from sandboxfs.mountopts import OptionError, parse_mount_options, parse_size
 from sandboxfs.plan import compile_plan
 from sandboxfs.plan_cli import cmd_annotate, cmd_plan
 from sandboxfs.pod_cli import cmd_pod
-from sandboxfs.spec import SpecError, load_bundle
+from sandboxfs.spec import Process, SpecError, load_bundle
 
 SUBCOMMANDS = ("mount", "umount", "unmount", "plan", "annotate")
 
@@ -84,6 +85,33 @@ def _cmd_umount(argv: Sequence[str]) -> int:
     p.add_argument("mountpoint")
     args = p.parse_args(argv)
     return mounts.umount(args.mountpoint)
+
+
+def _cmd_run(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    override: list[str] = []
+    if "--" in argv:
+        override = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
+    p = argparse.ArgumentParser(prog="sandboxfs run",
+                                description="Mount a bundle and run its process inside.")
+    p.add_argument("bundle")
+    p.add_argument("--upper-size", help="bound of the memory upper (default: half of RAM)")
+    args = p.parse_args(argv)
+    try:
+        bundle = load_bundle(args.bundle)
+        plan = compile_plan(bundle)
+        upper_size = parse_size(args.upper_size) if args.upper_size else None
+        if bundle.process is None and not override:
+            raise SpecError("process", "missing: nothing to run")
+    except (SpecError, OptionError) as exc:
+        return _die(2, str(exc))
+    for warning in plan.warnings:
+        print(f"sandboxfs: warning: {warning}", file=sys.stderr)
+    process = bundle.process or Process(args=tuple(override))
+    if override:
+        process = runner.override(process, override)
+    return runner.run(plan, process, fsname=f"sandboxfs:{bundle.path}", upper_size=upper_size)
 
 
 def _cmd_stats(argv: Sequence[str]) -> int:
@@ -145,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_umount(rest)
     if command == "stats":
         return _cmd_stats(rest)
+    if command == "run":
+        return _cmd_run(rest)
     if command == "plan":
         return cmd_plan(rest)
     if command == "annotate":

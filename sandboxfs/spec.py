@@ -31,6 +31,7 @@ class Process:
     cwd: str = "/"
     uid: int = 0
     gid: int = 0
+    additional_gids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +78,25 @@ def _load_process(raw: Any) -> Process | None:
     if not args:
         raise SpecError("process.args", "must name the program to run")
     env = _string_list(raw.get("env", []), "process.env")
+    for i, item in enumerate(env):
+        if "=" not in item or item.startswith("="):
+            raise SpecError(f"process.env[{i}]", f"{item!r} is not NAME=VALUE")
     cwd = _expect(raw.get("cwd", "/"), str, "process.cwd")
     if not cwd.startswith("/"):
         raise SpecError("process.cwd", f"must be absolute, not {cwd!r}")
     user = _expect(raw.get("user", {}), dict, "process.user")
-    uid = _expect(user.get("uid", 0), int, "process.user.uid")
-    gid = _expect(user.get("gid", 0), int, "process.user.gid")
-    return Process(args=args, env=env, cwd=cwd, uid=uid, gid=gid)
+    ids = {}
+    for key in ("uid", "gid"):
+        value = _expect(user.get(key, 0), int, f"process.user.{key}")
+        if isinstance(value, bool) or not 0 <= value < 2**32 - 1:
+            raise SpecError(f"process.user.{key}", f"{value!r} is not a user or group id")
+        ids[key] = value
+    extra = _expect(user.get("additionalGids", []), list, "process.user.additionalGids")
+    for i, gid in enumerate(extra):
+        if isinstance(gid, bool) or not isinstance(gid, int) or not 0 <= gid < 2**32 - 1:
+            raise SpecError(f"process.user.additionalGids[{i}]", f"{gid!r} is not a group id")
+    return Process(args=args, env=env, cwd=cwd, uid=ids["uid"], gid=ids["gid"],
+                   additional_gids=tuple(extra))
 
 
 def _load_mounts(raw: Any) -> tuple[Mount, ...]:
