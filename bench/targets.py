@@ -230,6 +230,7 @@ class Target:
         killed = wait_gone(daemons)
         if killed:
             problems.append(f"{self.name}: daemon pids {killed} outlived the unmount; killed")
+        # The upper tmpfs goes last: a FUSE daemon keeps its files open until it exits.
         err = force_unmount(self.layout.upper)
         if err:
             problems.append(err)
@@ -270,8 +271,10 @@ class _UpperOnTmpfs(Target):
         up = self.layout.upper
         return f"lowerdir={self.layout.lower},upperdir={up / 'upper'},workdir={up / 'work'}"
 
-    def unmount_commands(self) -> list[list[str]]:
-        return [["umount", str(self.layout.mnt)], ["umount", str(self.layout.upper)]]
+    def describe(self) -> dict[str, object]:
+        d = super().describe()
+        d["unmount_after_daemon_exit"] = f"umount {self.layout.upper}"
+        return d
 
 
 class KernelOverlay(_UpperOnTmpfs):

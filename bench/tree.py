@@ -14,11 +14,12 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # Bump when the generator changes what it writes, so cached trees are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # Every file and directory gets this mtime before the commit, so git's index is
 # never "racily clean" (index newer than every file) and all builds look alike.
 FIXED_MTIME = 1_700_000_000
@@ -206,15 +207,21 @@ def build_tree(params: TreeParams, cache_dir: Path, log: bool = True) -> BuiltTr
         meta = json.loads(meta_path.read_text())
         return BuiltTree(root, manifest, int(meta["entries"]), str(meta["git_head"]))
     if log:
-        print(f"bench: building the test tree in {root} (once; it is cached)", flush=True)
+        print(f"bench: building the test tree in {root} (once; it is cached)",
+              file=sys.stderr, flush=True)
     tmp = home / "tree.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     write_tree(manifest, tmp)
     _git(tmp, "init", "-q", "-b", "main")
+    # No automatic gc: with thousands of loose objects `git commit` would start
+    # one in the background, which packs the tree's .git while the bench runs.
+    _git(tmp, "config", "gc.auto", "0")
     _git(tmp, "add", ".")
     _git(tmp, "commit", "-q", "-m", "bench tree")
+    # Packed, as a cloned repository is; done here, synchronously.
+    _git(tmp, "gc", "-q")
     head = _git(tmp, "rev-parse", "HEAD")
     # Refresh the index once so it records every file's final stat data.
     _git(tmp, "status", "--porcelain")
