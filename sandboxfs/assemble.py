@@ -97,11 +97,12 @@ class Built:
 
 async def build_namespace(plan: Plan, remotes: list[RemoteFs], upper_size: int, *,
                           inos: InoSpace | None = None, own_root_inos: bool = True,
-                          masters: Masters | None = None) -> Built:
+                          masters: Masters | None = None, restoring: bool = False) -> Built:
     """The namespace of `plan`; `remotes` are attached to `gofer_exports(plan)` in order.
 
     In a pod, `inos` is the pod's, `own_root_inos` is True only for its first
     container, and tmpfs mounts served by a pod hint use the pod's `masters`.
+    `restoring`: memory filesystems are left empty (a checkpoint fills them).
     """
     remote_iter = iter(remotes)
     root_upper = TmpFs(size_limit=upper_size)
@@ -114,13 +115,13 @@ async def build_namespace(plan: Plan, remotes: list[RemoteFs], upper_size: int, 
         if info.type == TMPFS and info.hint is not None and masters is not None:
             root, share_key = masters.master(info)
         else:
-            root = await _filesystem(info, index, built, remote_iter)
+            root = await _filesystem(info, index, built, remote_iter, restoring)
         built.ns.add(_mount(info, index, root, share_key=share_key))
     return built
 
 
 async def _filesystem(info: MountInfo, index: int, built: Built,
-                      remotes: Iterator[RemoteFs]) -> Inode:
+                      remotes: Iterator[RemoteFs], restoring: bool = False) -> Inode:
     ns = built.ns
     data = dict(info.data)
     if info.type == GOFER:
@@ -138,7 +139,8 @@ async def _filesystem(info: MountInfo, index: int, built: Built,
     if info.type == DEVTMPFS:
         dev = TmpFs(size_limit=data.get("size") or DEV_SIZE, root_mode=data.get("mode", 0o755))
         built.memory[index] = dev
-        await populate_dev(dev.root)
+        if not restoring:
+            await populate_dev(dev.root)
         return dev.root
     if info.type in PLACEHOLDER_TYPES:
         return StubDir(ns.fresh_ino())

@@ -4,6 +4,8 @@
     sandboxfs umount MOUNTPOINT
     sandboxfs stats MOUNTPOINT
     sandboxfs run BUNDLE [--upper-size SIZE] [-- ARGS ...]
+    sandboxfs checkpoint MOUNTPOINT IMAGE [--stop]
+    sandboxfs restore IMAGE BUNDLE MOUNTPOINT [--force]
     sandboxfs plan BUNDLE [--pod-bundle SANDBOX_BUNDLE] [--compact]
     sandboxfs annotate BUNDLE [--kubelet-pods-dir DIR] [--dry-run]
     sandboxfs pod start|add|remove|list|stats --control SOCKET ...
@@ -24,6 +26,7 @@ import sys
 from collections.abc import Sequence
 
 from sandboxfs import mounts, runner
+from sandboxfs.checkpoint_cli import cmd_checkpoint, cmd_restore
 from sandboxfs.control import ControlError, request
 from sandboxfs.dev_cli import COMMANDS as DEV_COMMANDS
 from sandboxfs.mountopts import OptionError, parse_mount_options, parse_size
@@ -175,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_stats(rest)
     if command == "run":
         return _cmd_run(rest)
+    if command == "checkpoint":
+        return cmd_checkpoint(rest)
+    if command == "restore":
+        return cmd_restore(rest)
     if command == "plan":
         return cmd_plan(rest)
     if command == "annotate":

@@ -21,6 +21,8 @@ import trio
 
 from gofer.client import open_client
 from sandboxfs.assemble import Built, ExportCache, build_namespace, export_caches, gofer_exports
+from sandboxfs.checkpoint import Image, write_image
+from sandboxfs.checkpoint.service import FORMAT_NOTE, Match, match, mount_table, restore_memory
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.control import server as control
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
@@ -57,6 +59,7 @@ class DaemonConfig:
     pod_id: str | None = None  # pod mode: the first container's id (see sandboxfs.pod)
     control_path: str | None = None  # the control socket (a pod's, or the mount's own)
     sandbox_bundle: str | None = None  # the pod's sandbox bundle (its hints), for `pod add`
+    restore_image: str | None = None  # a checkpoint image to fill the memory filesystems from
 
 
 def export_cache(cfg: DaemonConfig, index: int) -> ExportCache:
@@ -83,26 +86,56 @@ class Served:
     ops: FuseOps
     upper: Inode | None = None
     built: Built | None = None
+    memory: dict[int, TmpFs] = field(default_factory=dict)  # by mount index (checkpoints)
 
 
 async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> Served:
     """The FUSE operations over the sandbox's tree: a bundle's whole mount
     namespace, or plain layers under one memory upper."""
+    image = Image.open(cfg.restore_image) if cfg.restore_image else None
     if cfg.plan is None:
         lowers: list[Inode] = [remote.root for remote in remotes]
-        upper = TmpFs(size_limit=cfg.upper_size).root
-        overlay = OverlayFs(upper, lowers)
-        return Served(FuseOps(overlay.root, CacheTimeouts.exclusive()), upper=upper)
-    built = await build_namespace(cfg.plan, remotes, cfg.upper_size)
+        upper_fs = TmpFs(size_limit=cfg.upper_size)
+        if image is not None:
+            await restore_memory(image, Match({0: "0"}), {0: upper_fs.root})
+        overlay = OverlayFs(upper_fs.root, lowers)
+        return Served(FuseOps(overlay.root, CacheTimeouts.exclusive()), upper=upper_fs.root,
+                      memory={0: upper_fs})
+    built = await build_namespace(cfg.plan, remotes, cfg.upper_size,
+                                  restoring=image is not None)
+    if image is not None:
+        await restore_memory(image, match(image, cfg.plan),
+                             {i: fs.root for i, fs in built.memory.items()})
     ns = built.ns
     return Served(FuseOps(ns.root, CacheTimeouts.exclusive(),
                           timeouts_for=lambda inode: timeouts_of(ns.mount_of(inode))),
-                  upper=built.memory[0].root, built=built)
+                  upper=built.memory[0].root, built=built, memory=built.memory)
 
 
-def mount_handlers(served: Served, remotes: list[RemoteFs]) -> dict[str, control.Handler]:
+def mount_handlers(cfg: DaemonConfig, served: Served,
+                   remotes: list[RemoteFs]) -> dict[str, control.Handler]:
     """The control operations of a single mount (its socket is in the state directory)."""
     ops = served.ops
+
+    async def info(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        rootfs = cfg.plan.root.source if cfg.plan is not None else cfg.lowers[-1].path
+        return {"mountpoint": cfg.mountpoint, "rootfs": rootfs}
+
+    async def checkpoint(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        """Write the image to the descriptor sent along, all requests held meanwhile.
+        With `stop`, requests stay held: the caller unmounts next."""
+        if len(fds) != 1:
+            raise ValueError("checkpoint needs the image file's descriptor")
+        await ops.pauser.pause()
+        try:
+            header = {"format": FORMAT_NOTE, "mounts": mount_table(cfg.plan, served.memory),
+                      "meta": request.get("meta", {})}
+            trees = [(str(i), fs.root) for i, fs in sorted(served.memory.items())]
+            nbytes, files = await write_image(fds[0], header, trees)
+        finally:
+            if not request.get("stop"):
+                ops.pauser.resume()
+        return {"bytes": nbytes, "files": files}
 
     async def stats(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         return {"fuse": ops.stats(), "cache": [r.stats.to_json() for r in remotes]}
@@ -118,7 +151,7 @@ def mount_handlers(served: Served, remotes: list[RemoteFs]) -> dict[str, control
             ops.pauser.resume()
         return {"changes": [c.to_json() for c in found]}
 
-    return {"stats": stats, "changes": changes}
+    return {"stats": stats, "changes": changes, "info": info, "checkpoint": checkpoint}
 
 
 def fuse_options(cfg: DaemonConfig) -> set[str]:
@@ -167,7 +200,8 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
                 confined = deny_all_host_paths()
             async with trio.open_nursery() as nursery:
                 if listener is not None:
-                    nursery.start_soon(control.serve, listener, mount_handlers(served, remotes))
+                    handlers = mount_handlers(cfg, served, remotes)
+                    nursery.start_soon(control.serve, listener, handlers)
                 nursery.start_soon(stop_on_signal, cfg.mountpoint)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()

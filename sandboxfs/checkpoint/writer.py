@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sandboxfs.checkpoint.format import (
@@ -134,7 +134,7 @@ async def _write_data(out: _Out, node: Inode, size: int) -> None:
         await handle.release()
 
 
-async def write_image(fd: int, header: dict[str, Any], trees: list[tuple[str, Inode]],
+async def write_image(fd: int, header: dict[str, Any], trees: Sequence[tuple[str, Inode]],
                       progress: Progress | None = None) -> tuple[int, int]:
     """Write the whole image to `fd`; returns (bytes, files) written."""
     out = _Out(fd, progress)

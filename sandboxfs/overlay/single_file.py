@@ -39,6 +39,7 @@ class FileOverlay:
         self._lower = lower
         self._upper_dir = upper_dir
         self._upper: Inode | None = None
+        self._upper_known = False  # looked for an existing copy (a restored checkpoint)
         self._lock = trio.Lock()
 
     @property
@@ -48,7 +49,17 @@ class FileOverlay:
     def _top(self) -> Inode:
         return self._upper if self._upper is not None else self._lower
 
+    async def _find_upper(self) -> None:
+        """A copy already in the upper (restored from a checkpoint) is the file."""
+        if not self._upper_known:
+            try:
+                self._upper = await self._upper_dir.lookup(self.NAME)
+            except FileNotFoundError:
+                pass
+            self._upper_known = True
+
     async def _copy_up(self, *, data: bool = True) -> Inode:
+        await self._find_upper()
         async with self._lock:
             if self._upper is None:
                 attr = await self._lower.getattr()
@@ -59,6 +70,7 @@ class FileOverlay:
     # -- attributes --------------------------------------------------------
 
     async def getattr(self) -> Attr:
+        await self._find_upper()
         attr = await self._top().getattr()
         if self._upper is not None:
             attr = dataclasses.replace(attr, ino=self._lower.ino)
@@ -105,6 +117,7 @@ class FileOverlay:
     # -- the file ----------------------------------------------------------
 
     async def open(self, flags: int) -> FileHandle:
+        await self._find_upper()
         if _opens_for_write(flags):
             upper = await self._copy_up(data=not flags & os.O_TRUNC)
             return await upper.open(flags)
@@ -113,15 +126,18 @@ class FileOverlay:
         return LowerFileHandle(await self._lower.open(os.O_RDONLY))
 
     async def readlink(self) -> bytes:
+        await self._find_upper()
         return await self._top().readlink()
 
     async def getxattr(self, name: bytes) -> bytes:
+        await self._find_upper()
         return await self._top().getxattr(name)
 
     async def setxattr(self, name: bytes, value: bytes, flags: int = 0) -> None:
         await (await self._copy_up()).setxattr(name, value, flags)
 
     async def listxattr(self) -> list[bytes]:
+        await self._find_upper()
         return await self._top().listxattr()
 
     async def removexattr(self, name: bytes) -> None:

@@ -1,0 +1,114 @@
+"""Checkpoint and restore as the daemon and the CLI carry them out.
+
+The daemon writes (it is confined, so the CLI opens the image file and hands
+it the descriptor), with every FUSE request held at the pause gate while it
+writes, so each write is in the image entirely or not at all. The mount
+table in the header names each mount as runsc's restore environment does:
+filesystem type and device name (`9pfs-/`, `9pfs-DEST`, `none`), with the
+destination, flags, options and cache policy. Restore matches the new
+bundle's plan against it by (type, device) for gofer mounts and (type,
+destination) for the rest, and refuses any mount left unmatched on either
+side, before anything is mounted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from sandboxfs.checkpoint.format import ImageError
+from sandboxfs.checkpoint.reader import Image
+from sandboxfs.plan import Plan
+from sandboxfs.plan.model import GOFER, NO_DEVICE, MountInfo
+from sandboxfs.vfs import Inode
+
+FORMAT_NOTE = "sandboxfs checkpoint"
+
+
+def mount_table(plan: Plan | None, memory: dict[int, Any]) -> list[dict[str, Any]]:
+    """The header's mounts: one entry per mount, index 0 the root."""
+    if plan is None:  # plain layers: one overlay over the layers
+        return [{"index": 0, "destination": "/", "type": "layers", "device": NO_DEVICE,
+                 "flags": [], "options": [], "cache": "exclusive", "memory": 0 in memory}]
+    out = []
+    for index, info in enumerate((plan.root, *plan.mounts)):
+        out.append({"index": index, "destination": info.destination, "type": info.type,
+                    "device": info.device, "flags": sorted(info.flags),
+                    "options": list(info.options), "cache": info.cache,
+                    "memory": index in memory})
+    return out
+
+
+def _key(entry: dict[str, Any]) -> tuple[str, str]:
+    if entry["type"] == GOFER:
+        return entry["type"], entry["device"]
+    return entry["type"], entry["destination"]
+
+
+def _info_entry(index: int, info: MountInfo) -> dict[str, Any]:
+    return {"index": index, "destination": info.destination, "type": info.type,
+            "device": info.device}
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Plan mount index → the image section holding its memory filesystem."""
+
+    sections: dict[int, str]
+
+
+def match(image: Image, plan: Plan) -> Match:
+    """Pair every image mount with one plan mount; ImageError naming the first
+    one left over, or one whose type differs."""
+    table = image.header.get("mounts", [])
+    planned = [_info_entry(i, info) for i, info in enumerate((plan.root, *plan.mounts))]
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in planned:
+        by_key.setdefault(_key(entry), entry)
+    sections: dict[int, str] = {}
+    used: set[int] = set()
+    for entry in table:
+        found = by_key.get(_key(entry))
+        if found is None or found["index"] in used:
+            same_dest = [p for p in planned if p["destination"] == entry["destination"]]
+            if same_dest and same_dest[0]["type"] != entry["type"]:
+                raise ImageError(f"mount {entry['destination']}: the image has a "
+                                 f"{entry['type']} filesystem, the bundle a "
+                                 f"{same_dest[0]['type']}")
+            raise ImageError(f"mount {entry['destination']} ({entry['type']}, "
+                             f"{entry['device']}) of the image has no match in the bundle")
+        used.add(found["index"])
+        if entry.get("memory"):
+            sections[found["index"]] = str(entry["index"])
+    for entry in planned:
+        if entry["index"] not in used:
+            raise ImageError(f"mount {entry['destination']} ({entry['type']}, "
+                             f"{entry['device']}) of the bundle is not in the image")
+    return Match(sections)
+
+
+async def restore_memory(image: Image, matched: Match, memory: dict[int, Inode]) -> None:
+    """Fill each memory filesystem of the new namespace from its image section."""
+    for index, section in matched.sections.items():
+        if index not in memory:
+            raise ImageError(f"section {section}: the bundle's mount {index} keeps no memory")
+        await image.restore_tree(section, memory[index])
+
+
+def fingerprint(root: str) -> str:
+    """Names, types, sizes, mtimes and modes of a host tree: the rootfs lower must
+    be the same tree at restore as at checkpoint (bytes are not read: fast)."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            digest.update(f"{os.path.relpath(path, root)}\0{st.st_mode}\0{st.st_size}\0"
+                          f"{st.st_mtime_ns}\n".encode(errors="surrogateescape"))
+    return digest.hexdigest()
