@@ -42,15 +42,15 @@ def _watch_size(fd: int, done: threading.Event, what: str) -> None:
         print(f"\r{what}: {os.fstat(fd).st_size} bytes", end="", file=sys.stderr)
 
 
-def cmd_checkpoint(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="sandboxfs checkpoint")
-    p.add_argument("mountpoint")
-    p.add_argument("image")
-    p.add_argument("--stop", action="store_true", help="unmount after the checkpoint")
-    args = p.parse_args(list(argv))
-    mountpoint = os.path.realpath(args.mountpoint)
+class CheckpointError(RuntimeError):
+    """The checkpoint was not taken; the previous image is as it was."""
+
+
+def take_checkpoint(mountpoint: str, image: str, *, stop: bool = False,
+                    show_progress: bool = False) -> dict[str, int]:
+    """Have the daemon of `mountpoint` write `image` atomically; returns bytes and files."""
     sock = str(mounts.control_path(mountpoint))
-    image = os.path.abspath(args.image)
+    image = os.path.abspath(image)
     tmp = f"{image}.tmp-{os.getpid()}"
     try:
         info = request(sock, {"op": "info"})
@@ -58,23 +58,21 @@ def cmd_checkpoint(argv: Sequence[str]) -> int:
                 "taken": time.time()}
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except (ControlError, OSError) as exc:
-        _say(str(exc))
-        return 1
+        raise CheckpointError(str(exc)) from None
     done = threading.Event()
     watcher = None
-    if sys.stderr.isatty():
+    if show_progress:
         watcher = threading.Thread(target=_watch_size, args=(fd, done, "checkpoint"),
                                    daemon=True)
         watcher.start()
     try:
-        reply = request(sock, {"op": "checkpoint", "meta": meta, "stop": args.stop}, fds=[fd],
+        reply = request(sock, {"op": "checkpoint", "meta": meta, "stop": stop}, fds=[fd],
                         timeout=None)
         os.fsync(fd)
     except (ControlError, OSError) as exc:
         os.close(fd)
         os.unlink(tmp)
-        _say(f"checkpoint failed, {image} left as it was: {exc}")
-        return 1
+        raise CheckpointError(f"{image} left as it was: {exc}") from None
     finally:
         done.set()
         if watcher is not None:
@@ -87,7 +85,23 @@ def cmd_checkpoint(argv: Sequence[str]) -> int:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    print(f"checkpoint: {reply['bytes']} bytes, {reply['files']} files in {image}",
+    return {"bytes": int(reply["bytes"]), "files": int(reply["files"])}
+
+
+def cmd_checkpoint(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="sandboxfs checkpoint")
+    p.add_argument("mountpoint")
+    p.add_argument("image")
+    p.add_argument("--stop", action="store_true", help="unmount after the checkpoint")
+    args = p.parse_args(list(argv))
+    mountpoint = os.path.realpath(args.mountpoint)
+    try:
+        done = take_checkpoint(mountpoint, args.image, stop=args.stop,
+                               show_progress=sys.stderr.isatty())
+    except CheckpointError as exc:
+        _say(f"checkpoint failed: {exc}")
+        return 1
+    print(f"checkpoint: {done['bytes']} bytes, {done['files']} files in {args.image}",
           file=sys.stderr)
     if args.stop:
         return mounts.umount(mountpoint)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from sandboxfs import mounts
+from sandboxfs.checkpoint_cli import CheckpointError, take_checkpoint
 from sandboxfs.control import ControlError
 from sandboxfs.devsession import apply as applying
 from sandboxfs.devsession import manifest as manifests
@@ -50,19 +51,36 @@ def _progress(what: str) -> Callable[[int, int], None] | None:
 
 
 def _mounted(session: Session) -> bool:
-    return mounts.is_mounted(str(session.mountpoint))
+    return mounts.serving(str(session.mountpoint))
 
 
 def _ensure_mounted(session: Session, fresh: bool) -> int:
+    """The session's daemon, started if needed: with the upper kept at the last
+    exit of `shell` when there is one (a daemon that died, a reboot)."""
     if _mounted(session):
         return 0
+    if mounts.is_mounted(str(session.mountpoint)):  # its daemon died: clear the stale mount
+        mounts.umount(str(session.mountpoint))
     session.mountpoint.mkdir(parents=True, exist_ok=True)
     if fresh or not session.manifest_path.exists():
         manifests.save(session.manifest_path, manifests.record(session.directory))
+        session.upper_image.unlink(missing_ok=True)
     session.save()
+    image = session.upper_image if session.upper_image.exists() else None
+    if image is not None:
+        _say(f"session {session.name!r}: restoring its upper from {image}")
     return mounts.mount(mountpoint=str(session.mountpoint), lowers=[session.directory],
                         fsname=f"sandboxfs-session:{session.name}", upper_size=None,
-                        kernel_flags=[], foreground=False, log_path=None)
+                        kernel_flags=[], foreground=False, log_path=None,
+                        restore_image=str(image) if image is not None else None)
+
+
+def _keep_upper(session: Session) -> None:
+    """Checkpoint the session's upper into its state directory (kept across restarts)."""
+    try:
+        take_checkpoint(str(session.mountpoint), str(session.upper_image))
+    except CheckpointError as exc:
+        _say(f"session {session.name!r}: its upper could not be saved: {exc}")
 
 
 def _shell(argv: Sequence[str]) -> int:
@@ -95,13 +113,13 @@ def _shell(argv: Sequence[str]) -> int:
     except SessionError as exc:
         _say(str(exc))
         return 2
-    if not fresh and not _mounted(session):
-        _say(f"session {name!r}: its daemon is gone; starting it again with an empty upper")
     status = _ensure_mounted(session, fresh)
     if status != 0:
         return status
     command = command or [os.environ.get("SHELL", "/bin/sh")]
-    return shell.run(session, command, rw_paths=args.rw, net_none=args.net == "none")
+    status = shell.run(session, command, rw_paths=args.rw, net_none=args.net == "none")
+    _keep_upper(session)
+    return status
 
 
 def _load_changes(name: str) -> tuple[Session, Changes]:

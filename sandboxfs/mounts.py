@@ -194,6 +194,12 @@ def _detach_stdio(log_fd: int | None) -> None:
     os.close(devnull)
 
 
+def serving(mountpoint: str) -> bool:
+    """True when `mountpoint` is mounted and its daemon is alive."""
+    pid = _read_pid(mountpoint)
+    return pid is not None and _alive(pid) and is_mounted(mountpoint)
+
+
 def _umount2(path: str, flags: int) -> int:
     if _libc.umount2(path.encode(), flags) == 0:
         return 0

@@ -7,7 +7,9 @@ it is dropped. Its record lives in the state directory
 `sessions/NAME/`: `session.json` (the directory, the mountpoint, when it
 began), `manifest.json` (each host path's type, mode, size, mtime and inode
 number when the session began, so `commit` can tell a host change from
-the session's own) and `mnt/`, the mountpoint.
+the session's own), `upper.img` (the upper checkpointed each time `shell`
+returns, restored when the session's daemon has to start again) and
+`mnt/`, the mountpoint.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ class Session:
     @property
     def manifest_path(self) -> Path:
         return self.home / "manifest.json"
+
+    @property
+    def upper_image(self) -> Path:
+        """The upper as `shell` last left it (a checkpoint image)."""
+        return self.home / "upper.img"
 
     def save(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

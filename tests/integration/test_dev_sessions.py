@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.mounting import is_mounted, sandboxfs, tree_digest
+from tests.integration.mounting import daemon_pid, is_mounted, sandboxfs, tree_digest, wait_gone
 
 
 @pytest.fixture
@@ -129,3 +132,86 @@ def test_drop_unmounts_and_forgets(project: Path, tmp_path: Path) -> None:
     assert not is_mounted(mnt)
     assert not (tmp_path / "state" / "sandboxfs" / "sessions" / "proj").exists()
     assert sandboxfs("diff", "proj", check=False).returncode == 1
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def checkout(project: Path) -> Path:
+    env_args = ["-c", "user.email=t@example.com", "-c", "user.name=t"]
+    _git(project, "init", "-q")
+    _git(project, "add", "-A")
+    _git(project, *env_args, "commit", "-qm", "initial")
+    return project
+
+
+def test_git_checkout_untouched_and_diff_is_exact(checkout: Path) -> None:
+    before = tree_digest(checkout)
+    script = f"""set -e
+cd {checkout}
+echo "print('edited')" > src/main.py
+echo fresh > src/fresh.py
+rm README
+mv docs/a.md docs/renamed.md
+git status --porcelain > /dev/null  # refreshes .git/index: a change of its own
+"""
+    assert shell(checkout, script) == 0
+    assert tree_digest(checkout) == before
+    assert _git(checkout, "status", "--porcelain") == ""
+    changes = json.loads(sandboxfs("diff", "proj", "--json").stdout)
+    assert changes == {"added": ["docs/renamed.md", "src/fresh.py"],
+                       "modified": [".git/index", "src/main.py"],
+                       "deleted": ["README", "docs/a.md"]}
+    sandboxfs("commit", "proj", "src/fresh.py", "README")
+    assert sorted(_git(checkout, "status", "--porcelain").splitlines()) == [
+        " D README", "?? src/fresh.py"]
+    assert (checkout / "src" / "main.py").read_text() == "print('hello')\n"
+
+
+def _apply_layer(layer: Path, onto: Path) -> None:
+    """Extract an OCI layer as a runtime does: whiteouts delete, opaque markers empty."""
+    with tarfile.open(layer) as tar:
+        for member in tar.getmembers():
+            path = onto / member.name
+            base = os.path.basename(member.name)
+            if base == ".wh..wh..opq":
+                for child in path.parent.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            elif base.startswith(".wh."):
+                gone = path.parent / base[4:]
+                if gone.is_dir() and not gone.is_symlink():
+                    shutil.rmtree(gone)
+                elif gone.exists() or gone.is_symlink():
+                    gone.unlink()
+        for member in tar.getmembers():
+            if not os.path.basename(member.name).startswith(".wh."):
+                tar.extract(member, onto, filter="tar")
+
+
+def test_export_reproduces_the_merged_view(project: Path, tmp_path: Path) -> None:
+    assert shell(project, SCRIPT.format(p=project)) == 0
+    layer = tmp_path / "layer.tar"
+    sandboxfs("export", "proj", str(layer))
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy, symlinks=True)
+    _apply_layer(layer, copy)
+    merged = tmp_path / "state" / "sandboxfs" / "sessions" / "proj" / "mnt"
+    assert tree_digest(copy) == tree_digest(merged)
+
+
+def test_session_survives_its_daemon_being_killed(project: Path, tmp_path: Path) -> None:
+    assert shell(project, f"echo kept > {project}/survivor.txt && rm {project}/README") == 0
+    mnt = tmp_path / "state" / "sandboxfs" / "sessions" / "proj" / "mnt"
+    pid = daemon_pid(mnt)
+    os.kill(pid, signal.SIGKILL)
+    wait_gone([pid])
+    assert shell(project, f"test \"$(cat {project}/survivor.txt)\" = kept && "
+                          f"test ! -e {project}/README") == 0
+    changes = json.loads(sandboxfs("diff", "proj", "--json").stdout)
+    assert changes["added"] == ["survivor.txt"] and changes["deleted"] == ["README"]
