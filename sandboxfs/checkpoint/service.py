@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,11 +93,36 @@ def match(image: Image, plan: Plan) -> Match:
 
 
 async def restore_memory(image: Image, matched: Match, memory: dict[int, Inode]) -> None:
-    """Fill each memory filesystem of the new namespace from its image section."""
+    """Fill each memory filesystem of the new namespace from its image section.
+
+    On a terminal (the daemon's stderr is still the CLI's until it is ready),
+    the bytes and files restored so far are shown as it goes."""
+    show = _terminal_progress() if sys.stderr.isatty() else None
+    done = (0, 0)
     for index, section in matched.sections.items():
         if index not in memory:
             raise ImageError(f"section {section}: the bundle's mount {index} keeps no memory")
-        await image.restore_tree(section, memory[index])
+        base = done
+
+        def progress(nbytes: int, files: int, base: tuple[int, int] = base) -> None:
+            if show is not None:
+                show(base[0] + nbytes, base[1] + files)
+
+        got = await image.restore_tree(section, memory[index], progress)
+        done = (done[0] + got[0], done[1] + got[1])
+    if show is not None:
+        print(f"\rrestore: {done[0]} bytes, {done[1]} files", file=sys.stderr)
+
+
+def _terminal_progress() -> Callable[[int, int], None]:
+    last = [0.0]
+
+    def show(nbytes: int, files: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.1:
+            last[0] = now
+            print(f"\rrestore: {nbytes} bytes, {files} files", end="", file=sys.stderr)
+    return show
 
 
 def fingerprint(root: str) -> str:
