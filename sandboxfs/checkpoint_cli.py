@@ -47,15 +47,20 @@ class CheckpointError(RuntimeError):
 
 
 def take_checkpoint(mountpoint: str, image: str, *, stop: bool = False,
-                    show_progress: bool = False) -> dict[str, int]:
-    """Have the daemon of `mountpoint` write `image` atomically; returns bytes and files."""
-    sock = str(mounts.control_path(mountpoint))
+                    show_progress: bool = False, control: str | None = None) -> dict[str, int]:
+    """Have the daemon of `mountpoint` (or of the pod at `control`) write `image`
+    atomically; returns bytes and files."""
+    sock = control or str(mounts.control_path(mountpoint))
     image = os.path.abspath(image)
     tmp = f"{image}.tmp-{os.getpid()}"
     try:
         info = request(sock, {"op": "info"})
-        meta = {"fingerprint": fingerprint(info["rootfs"]), "rootfs": info["rootfs"],
-                "taken": time.time()}
+        rootfs = info["rootfs"]
+        meta: dict[str, object] = {"rootfs": rootfs, "taken": time.time()}
+        if isinstance(rootfs, dict):  # a pod: one rootfs per container
+            meta["fingerprints"] = {cid: fingerprint(path) for cid, path in rootfs.items()}
+        else:
+            meta["fingerprint"] = fingerprint(rootfs)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except (ControlError, OSError) as exc:
         raise CheckpointError(str(exc)) from None

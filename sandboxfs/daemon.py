@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,8 @@ class DaemonConfig:
     control_path: str | None = None  # the control socket (a pod's, or the mount's own)
     sandbox_bundle: str | None = None  # the pod's sandbox bundle (its hints), for `pod add`
     restore_image: str | None = None  # a checkpoint image to fill the memory filesystems from
+    # A pod restored: its other containers (id, plan, gofer sockets), added at start.
+    pod_extra: list[tuple[str, Plan, list[socket.socket]]] = field(default_factory=list)
 
 
 def export_cache(cfg: DaemonConfig, index: int) -> ExportCache:

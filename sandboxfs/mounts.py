@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -107,6 +108,7 @@ def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | 
         control_path=pod.control_path if pod else str(control_path(mountpoint)),
         sandbox_bundle=pod.sandbox_bundle if pod else None,
         restore_image=restore_image,
+        pod_extra=list(pod.extra) if pod else [],
     )
     if foreground:
         return _run_foreground(cfg)
@@ -120,6 +122,8 @@ class PodSettings:
     control_path: str
     first_id: str
     sandbox_bundle: str
+    # Restoring a pod: its other containers (id, plan, gofer sockets), added at start.
+    extra: tuple[tuple[str, Plan, list[socket.socket]], ...] = ()
 
 
 def _entry(cfg: DaemonConfig) -> Callable[[DaemonConfig, Callable[[str | None], None]],

@@ -5,6 +5,8 @@
     sandboxfs pod remove --control SOCKET ID
     sandboxfs pod list --control SOCKET
     sandboxfs pod stats --control SOCKET
+    sandboxfs pod checkpoint --control SOCKET IMAGE [--stop]
+    sandboxfs pod restore --control SOCKET IMAGE MOUNTPOINT ID=BUNDLE... [--force]
 
 `start` mounts the sandbox (first) container at MOUNTPOINT/ID (ID defaults
 to the bundle directory's name) and returns once it is live. `add` compiles
@@ -24,6 +26,9 @@ from collections.abc import Sequence
 
 from sandboxfs import mounts
 from sandboxfs.assemble import gofer_exports
+from sandboxfs.checkpoint import Image, ImageError
+from sandboxfs.checkpoint.service import fingerprint, match_table
+from sandboxfs.checkpoint_cli import CheckpointError, take_checkpoint
 from sandboxfs.control import ControlError, request
 from sandboxfs.gofer_proc import GoferProcess
 from sandboxfs.hints import parse_hints
@@ -100,6 +105,85 @@ def _add(argv: Sequence[str]) -> int:
     return 0
 
 
+def _checkpoint(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="sandboxfs pod checkpoint")
+    p.add_argument("--control", required=True)
+    p.add_argument("image")
+    p.add_argument("--stop", action="store_true", help="unmount the pod after")
+    args = p.parse_args(list(argv))
+    try:
+        mountpoint = request(args.control, {"op": "info"})["mountpoint"]
+        done = take_checkpoint(mountpoint, args.image, stop=args.stop, control=args.control,
+                               show_progress=sys.stderr.isatty())
+    except (ControlError, CheckpointError) as exc:
+        _say(f"checkpoint failed: {exc}")
+        return 1
+    print(f"checkpoint: {done['bytes']} bytes, {done['files']} files in {args.image}",
+          file=sys.stderr)
+    return mounts.umount(mountpoint) if args.stop else 0
+
+
+def _restore(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="sandboxfs pod restore")
+    p.add_argument("--control", required=True)
+    p.add_argument("--force", action="store_true", help="accept rootfs trees that changed")
+    p.add_argument("--upper-size")
+    p.add_argument("image")
+    p.add_argument("mountpoint")
+    p.add_argument("containers", nargs="+", metavar="ID=BUNDLE",
+                   help="every container of the image with its (new) bundle")
+    args = p.parse_args(list(argv))
+    try:
+        bundles = dict(item.split("=", 1) for item in args.containers)
+        upper_size = parse_size(args.upper_size) if args.upper_size else None
+    except (ValueError, OptionError) as exc:
+        _say(f"containers: give ID=BUNDLE ({exc})")
+        return 2
+    try:
+        image = Image.open(args.image)
+        entries = image.header.get("pod", {}).get("containers", [])
+        if not entries:
+            raise ImageError("not a pod checkpoint (use sandboxfs restore)")
+        ids = [e["id"] for e in entries]
+        if sorted(ids) != sorted(bundles):
+            raise ImageError(f"the image holds containers {ids}; give a bundle for each "
+                             f"and no other")
+        sandbox = load_bundle(bundles[ids[0]])
+        hints = parse_hints(sandbox.annotations)
+        plans = {}
+        fingerprints = image.header.get("meta", {}).get("fingerprints", {})
+        for entry in entries:
+            cid = entry["id"]
+            bundle = sandbox if cid == ids[0] else load_bundle(bundles[cid])
+            plans[cid] = compile_plan(bundle, hints=None if cid == ids[0] else hints)
+            match_table(entry["mounts"], plans[cid], prefix=f"{cid}/")
+            if fingerprints.get(cid) != fingerprint(str(bundle.root_path)) and not args.force:
+                raise ImageError(f"container {cid}: its rootfs {bundle.root_path} is not the "
+                                 f"tree the checkpoint was taken over (--force to accept it)")
+    except SpecError as exc:
+        _say(str(exc))
+        return 2
+    except (ImageError, OSError) as exc:
+        _say(f"restore refused, nothing mounted: {exc}")
+        return 1
+    extra = []
+    for cid in ids[1:]:
+        gofer = GoferProcess.start(gofer_exports(plans[cid]), die_with_parent=False)
+        extra.append((cid, plans[cid], gofer.sockets))
+    try:
+        return mounts.mount(
+            mountpoint=args.mountpoint, lowers=[], fsname=f"sandboxfs-pod:{ids[0]}",
+            upper_size=upper_size, kernel_flags=[], foreground=False, log_path=None,
+            plan=plans[ids[0]], restore_image=os.path.abspath(args.image),
+            pod=mounts.PodSettings(control_path=os.path.abspath(args.control),
+                                   first_id=ids[0], sandbox_bundle=str(sandbox.path),
+                                   extra=tuple(extra)))
+    finally:
+        for _, _, sockets in extra:  # the daemon has its own copies now
+            for sock in sockets:
+                sock.close()
+
+
 def _simple(op: str, argv: Sequence[str], with_id: bool) -> int:
     p = argparse.ArgumentParser(prog=f"sandboxfs pod {op}")
     p.add_argument("--control", required=True)
@@ -133,5 +217,10 @@ def cmd_pod(argv: Sequence[str]) -> int:
         return _simple("info", rest, with_id=False)
     if verb == "stats":
         return _simple("stats", rest, with_id=False)
-    _say(f"pod: unknown command {verb!r} (start, add, remove, list, stats)")
+    if verb == "checkpoint":
+        return _checkpoint(rest)
+    if verb == "restore":
+        return _restore(rest)
+    _say(f"pod: unknown command {verb!r} "
+         "(start, add, remove, list, stats, checkpoint, restore)")
     return 2

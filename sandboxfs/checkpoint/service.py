@@ -65,7 +65,12 @@ class Match:
 def match(image: Image, plan: Plan) -> Match:
     """Pair every image mount with one plan mount; ImageError naming the first
     one left over, or one whose type differs."""
-    table = image.header.get("mounts", [])
+    return match_table(image.header.get("mounts", []), plan)
+
+
+def match_table(table: list[dict[str, Any]], plan: Plan, prefix: str = "") -> Match:
+    """`match` for one mount table (a pod's image has one per container, whose
+    sections are named PREFIX + index)."""
     planned = [_info_entry(i, info) for i, info in enumerate((plan.root, *plan.mounts))]
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for entry in planned:
@@ -84,7 +89,7 @@ def match(image: Image, plan: Plan) -> Match:
                              f"{entry['device']}) of the image has no match in the bundle")
         used.add(found["index"])
         if entry.get("memory"):
-            sections[found["index"]] = str(entry["index"])
+            sections[found["index"]] = f"{prefix}{entry['index']}"
     for entry in planned:
         if entry["index"] not in used:
             raise ImageError(f"mount {entry['destination']} ({entry['type']}, "

@@ -19,11 +19,14 @@ import trio
 
 from gofer.client import open_client
 from sandboxfs.assemble import build_namespace, export_caches, gofer_exports
+from sandboxfs.checkpoint import Image
+from sandboxfs.checkpoint.service import Match, restore_memory
 from sandboxfs.mountns import InoSpace, MountedInode
 from sandboxfs.plan import Plan
 from sandboxfs.pod.masters import PodMasters
 from sandboxfs.pod.root import PodRoot
 from sandboxfs.remote import RemoteFs
+from sandboxfs.tmpfs import TmpFs
 from sandboxfs.vfs import Inode
 from sandboxfs.vfs.attr import now_ns
 
@@ -45,6 +48,7 @@ class Container:
     root: MountedInode | None = None
     memory_bytes: Callable[[], int] = lambda: 0
     cache_stats: Callable[[], dict[str, dict[str, int]]] = dict
+    memory: dict[int, TmpFs] = field(default_factory=dict)  # by mount index (checkpoints)
     stop: trio.Event = field(default_factory=trio.Event)
     done: trio.Event = field(default_factory=trio.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
@@ -67,8 +71,10 @@ class Pod:
         return {cid: c.root for cid, c in self.containers.items() if c.root is not None}
 
     async def add(self, container_id: str, plan: Plan, sockets: list[socket.socket],
-                  on_stop: Callable[[], None] | None = None) -> Container:
-        """Build `container_id`'s namespace over its gofer `sockets` (one per export)."""
+                  on_stop: Callable[[], None] | None = None,
+                  restore: tuple[Image, Match] | None = None) -> Container:
+        """Build `container_id`'s namespace over its gofer `sockets` (one per export);
+        with `restore`, its memory filesystems come from that checkpoint."""
         check_id(container_id)
         if container_id in self.containers:
             raise PodError(f"container {container_id!r} already exists")
@@ -80,7 +86,7 @@ class Pod:
             container.on_stop.append(on_stop)
         self.containers[container_id] = container
         try:
-            await self._nursery.start(self._run, container, sockets)
+            await self._nursery.start(self._run, container, sockets, restore)
         except BaseException:
             self.containers.pop(container_id, None)
             raise
@@ -88,6 +94,7 @@ class Pod:
         return container
 
     async def _run(self, container: Container, sockets: list[socket.socket],
+                   restore: tuple[Image, Match] | None,
                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -106,7 +113,12 @@ class Pod:
                 built = await build_namespace(container.plan, remotes, self._upper_size,
                                               inos=self.inos,
                                               own_root_inos=len(self.containers) == 1,
-                                              masters=self.masters)
+                                              masters=self.masters,
+                                              restoring=restore is not None)
+                if restore is not None:
+                    await restore_memory(restore[0], restore[1],
+                                         {i: fs.root for i, fs in built.memory.items()})
+                container.memory = built.memory
                 for fs in built.memory.values():
                     stack.callback(fs.close)
                 container.root = built.ns.root

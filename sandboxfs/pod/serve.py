@@ -19,6 +19,8 @@ import pyfuse3
 import trio
 
 from sandboxfs.assemble import gofer_exports
+from sandboxfs.checkpoint import Image, ImageError, write_image
+from sandboxfs.checkpoint.service import FORMAT_NOTE, Match, match_table, mount_table
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.control import server as control
 from sandboxfs.daemon import DaemonConfig, fuse_options, raise_fd_limit, stop_on_signal, timeouts_of
@@ -45,12 +47,44 @@ def _forget_entry(name: bytes) -> None:
         log.debug("invalidate %r failed", name, exc_info=True)
 
 
+def _restoring(image: Image | None, cid: str, plan: Plan) -> tuple[Image, Match] | None:
+    """What container `cid` restores from a pod checkpoint (matched by the CLI already)."""
+    if image is None:
+        return None
+    for entry in image.header["pod"]["containers"]:
+        if entry["id"] == cid:
+            return image, match_table(entry["mounts"], plan, prefix=f"{cid}/")
+    raise ImageError(f"container {cid!r} is not in the image")
+
+
 def handlers(pod: Pod, cfg: DaemonConfig, ops: FuseOps) -> dict[str, control.Handler]:
     """The pod's control operations (docs/pods.md)."""
 
     async def info(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         return {"sandbox_bundle": cfg.sandbox_bundle, "mountpoint": cfg.mountpoint,
-                "containers": sorted(pod.containers)}
+                "containers": sorted(pod.containers),
+                "rootfs": {cid: c.plan.root.source for cid, c in pod.containers.items()}}
+
+    async def checkpoint(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        """The whole pod: every container's memory filesystems and every master."""
+        if len(fds) != 1:
+            raise ValueError("checkpoint needs the image file's descriptor")
+        await ops.pauser.pause()
+        try:
+            containers = [{"id": cid, "plan": c.plan.to_json(),
+                           "mounts": mount_table(c.plan, c.memory)}
+                          for cid, c in pod.containers.items()]
+            header = {"format": FORMAT_NOTE, "meta": request.get("meta", {}),
+                      "pod": {"containers": containers, "masters": pod.masters.table()}}
+            trees = [(f"{cid}/{i}", fs.root) for cid, c in pod.containers.items()
+                     for i, fs in sorted(c.memory.items())]
+            trees += [(pod.masters.section(name), fs.root)
+                      for name, fs in pod.masters.filesystems.items()]
+            nbytes, files = await write_image(fds[0], header, trees)
+        finally:
+            if not request.get("stop"):
+                ops.pauser.resume()
+        return {"bytes": nbytes, "files": files}
 
     async def add(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         container_id = str(request["id"])
@@ -77,7 +111,8 @@ def handlers(pod: Pod, cfg: DaemonConfig, ops: FuseOps) -> dict[str, control.Han
                                      "cache": c.cache_stats()}
                                for cid, c in sorted(pod.containers.items())}}
 
-    return {"info": info, "add": add, "remove": remove, "stats": stats}
+    return {"info": info, "add": add, "remove": remove, "stats": stats,
+            "checkpoint": checkpoint}
 
 
 async def serve_pod(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
@@ -91,7 +126,13 @@ async def serve_pod(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> N
         listener = control.bind(cfg.control_path)
         async with trio.open_nursery() as nursery:
             pod = Pod(nursery, cfg.upper_size, forget_entry=_forget_entry)
-            await pod.add(cfg.pod_id, cfg.plan, gofer.sockets, on_stop=gofer.stop)
+            image = Image.open(cfg.restore_image) if cfg.restore_image else None
+            if image is not None:
+                await pod.masters.restore(image)
+            await pod.add(cfg.pod_id, cfg.plan, gofer.sockets, on_stop=gofer.stop,
+                          restore=_restoring(image, cfg.pod_id, cfg.plan))
+            for cid, plan, sockets in cfg.pod_extra:
+                await pod.add(cid, plan, sockets, restore=_restoring(image, cid, plan))
             ops = FuseOps(pod.root, CacheTimeouts.exclusive(), timeouts_for=_timeouts)
             pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
             mounted = True

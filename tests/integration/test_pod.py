@@ -213,3 +213,38 @@ def test_secret_rotated_on_the_host_is_seen_by_every_container(pod: PodSetup) ->
     while not all_read("two, rotated"):
         assert time.monotonic() < deadline, "rotation not seen within 5 s"
         time.sleep(0.05)
+
+
+def test_pod_checkpoint_and_restore_keep_containers_and_masters(pod: PodSetup) -> None:
+    app = _add(pod, "app")
+    sandbox = pod.mnt / "sandbox"
+    (sandbox / "cache" / "shared.txt").write_text("in the pod master\n")
+    (app / "dev" / "shm" / "seg").write_bytes(b"\x00\x01shm")
+    (app / "private").write_text("app only\n")
+    (sandbox / "file.txt").unlink()
+    image = pod.base / "pod.img"
+    sandboxfs("pod", "checkpoint", "--control", str(pod.control), str(image), "--stop")
+    assert not is_mounted(pod.mnt)
+    mnt = pod.base / "restored"
+    mnt.mkdir()
+    control = pod.base / "restored.sock"
+    sandboxfs("pod", "restore", "--control", str(control), str(image), str(mnt),
+              f"sandbox={pod.base / 'sandbox'}", f"app={pod.base / 'app'}")
+    pid = daemon_pid(mnt)
+    try:
+        assert sorted(os.listdir(mnt)) == ["app", "sandbox"]
+        for container in ("sandbox", "app"):
+            assert (mnt / container / "cache" / "shared.txt").read_text() == \
+                "in the pod master\n"
+        assert (mnt / "app" / "cache" / "shared.txt").stat().st_ino == \
+            (mnt / "sandbox" / "cache" / "shared.txt").stat().st_ino  # still one master
+        assert (mnt / "sandbox" / "dev" / "shm" / "seg").read_bytes() == b"\x00\x01shm"
+        assert (mnt / "app" / "private").read_text() == "app only\n"
+        assert not (mnt / "sandbox" / "private").exists()
+        assert not (mnt / "sandbox" / "file.txt").exists()
+        assert (mnt / "app" / "file.txt").read_text() == "hello lower\n"
+        (mnt / "app" / "cache" / "after").write_text("live again\n")
+        assert (mnt / "sandbox" / "cache" / "after").read_text() == "live again\n"
+    finally:
+        sandboxfs("umount", str(mnt))
+        wait_gone([pid])
