@@ -166,6 +166,15 @@ def test_mismatches_and_changed_rootfs_are_refused(bundle: Path, tmp_path: Path)
     assert not is_mounted(mnt)
     with _restored(image, bundle, mnt, "--force") as m2:
         assert (m2 / "note").read_text() == "x\n"
+    # A bind source that moved on the host: only its device name (9pfs-DEST) must match.
+    moved = tmp_path / "moved-hostname"
+    moved.write_text("moved host file\n")
+    config = json.loads((bundle / "config.json").read_text())
+    config["mounts"][1]["source"] = str(moved)
+    (other / "config.json").write_text(json.dumps(config))
+    with _restored(image, other, mnt, "--force") as m2:
+        assert (m2 / "note").read_text() == "x\n"
+        assert (m2 / "etc" / "hostname").read_text() == "moved host file\n"
     bad = tmp_path / "bad"
     data = bytearray(image.read_bytes())
     data[len(data) // 2] ^= 1
