@@ -22,8 +22,14 @@ import trio
 
 from gofer.client import open_client
 from sandboxfs.assemble import Built, ExportCache, build_namespace, export_caches, gofer_exports
-from sandboxfs.checkpoint import Image, write_image
-from sandboxfs.checkpoint.service import FORMAT_NOTE, Match, match, mount_table, restore_memory
+from sandboxfs.checkpoint import Image
+from sandboxfs.checkpoint.service import (
+    Match,
+    match,
+    mount_table,
+    restore_memory,
+    write_paused,
+)
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.control import server as control
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
@@ -129,16 +135,11 @@ def mount_handlers(cfg: DaemonConfig, served: Served,
         With `stop`, requests stay held: the caller unmounts next."""
         if len(fds) != 1:
             raise ValueError("checkpoint needs the image file's descriptor")
-        await ops.pauser.pause()
-        try:
-            header = {"format": FORMAT_NOTE, "mounts": mount_table(cfg.plan, served.memory),
-                      "meta": request.get("meta", {})}
-            trees = [(str(i), fs.root) for i, fs in sorted(served.memory.items())]
-            nbytes, files = await write_image(fds[0], header, trees)
-        finally:
-            if not request.get("stop"):
-                ops.pauser.resume()
-        return {"bytes": nbytes, "files": files}
+        header = {"mounts": mount_table(cfg.plan, served.memory),
+                  "meta": request.get("meta", {})}
+        trees = [(str(i), fs.root) for i, fs in sorted(served.memory.items())]
+        return await write_paused(ops.pauser, fds[0], header, trees,
+                                  stop=bool(request.get("stop")))
 
     async def stats(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         return {"fuse": ops.stats(), "cache": [r.stats.to_json() for r in remotes]}

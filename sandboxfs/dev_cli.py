@@ -30,6 +30,7 @@ from sandboxfs.devsession import shell
 from sandboxfs.devsession.changes import Changes, classify, upper_entries
 from sandboxfs.devsession.export import export_layer
 from sandboxfs.devsession.state import Session, SessionError, all_sessions, default_name
+from sandboxfs.progress import terminal_counter
 
 
 def _say(message: str) -> None:
@@ -37,17 +38,11 @@ def _say(message: str) -> None:
 
 
 def _progress(what: str) -> Callable[[int, int], None] | None:
-    """A one-line counter on a terminal; nothing when stderr is not one."""
-    if not sys.stderr.isatty():
+    """`progress(files, nbytes)` as commit and export call it, shown on a terminal."""
+    show = terminal_counter(what)
+    if show is None:
         return None
-    last = [0.0]
-
-    def show(files: int, nbytes: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.1:
-            last[0] = now
-            print(f"\r{what}: {files} files, {nbytes} bytes", end="", file=sys.stderr)
-    return show
+    return lambda files, nbytes: show(nbytes, files)
 
 
 def _mounted(session: Session) -> bool:

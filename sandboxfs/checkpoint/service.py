@@ -16,18 +16,33 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sandboxfs.checkpoint.format import ImageError
 from sandboxfs.checkpoint.reader import Image
+from sandboxfs.checkpoint.writer import write_image
+from sandboxfs.pause import Pauser
 from sandboxfs.plan import Plan
 from sandboxfs.plan.model import GOFER, NO_DEVICE, MountInfo
+from sandboxfs.progress import terminal_counter
 from sandboxfs.vfs import Inode
 
 FORMAT_NOTE = "sandboxfs checkpoint"
+
+
+async def write_paused(pauser: Pauser, fd: int, header: dict[str, Any],
+                       trees: Sequence[tuple[str, Inode]], *, stop: bool) -> dict[str, int]:
+    """Write the image while every request waits at the gate; the gate reopens
+    after, unless `stop` (the caller unmounts next, with nothing written since)."""
+    await pauser.pause()
+    try:
+        nbytes, files = await write_image(fd, {"format": FORMAT_NOTE, **header}, trees)
+    finally:
+        if not stop:
+            pauser.resume()
+    return {"bytes": nbytes, "files": files}
 
 
 def mount_table(plan: Plan | None, memory: dict[int, Any]) -> list[dict[str, Any]]:
@@ -102,7 +117,7 @@ async def restore_memory(image: Image, matched: Match, memory: dict[int, Inode])
 
     On a terminal (the daemon's stderr is still the CLI's until it is ready),
     the bytes and files restored so far are shown as it goes."""
-    show = _terminal_progress() if sys.stderr.isatty() else None
+    show = terminal_counter("restore")
     done = (0, 0)
     for index, section in matched.sections.items():
         if index not in memory:
@@ -117,17 +132,6 @@ async def restore_memory(image: Image, matched: Match, memory: dict[int, Inode])
         done = (done[0] + got[0], done[1] + got[1])
     if show is not None:
         print(f"\rrestore: {done[0]} bytes, {done[1]} files", file=sys.stderr)
-
-
-def _terminal_progress() -> Callable[[int, int], None]:
-    last = [0.0]
-
-    def show(nbytes: int, files: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.1:
-            last[0] = now
-            print(f"\rrestore: {nbytes} bytes, {files} files", end="", file=sys.stderr)
-    return show
 
 
 def fingerprint(root: str) -> str:

@@ -14,15 +14,16 @@ import errno
 import os
 import stat
 
-from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr, StatFs
+from sandboxfs.vfs import Attr, DirEntry, Inode, StatFs
 from sandboxfs.vfs.attr import now_ns
+from sandboxfs.vfs.readonly import ReadOnlyDirectory
 
 
 def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
-class StubDir:
+class StubDir(ReadOnlyDirectory):
     """An empty, read-only directory standing in for a missing mount point."""
 
     def __init__(self, ino: int, mode: int = 0o755) -> None:
@@ -37,57 +38,11 @@ class StubDir:
     async def getattr(self) -> Attr:
         return self._attr
 
-    async def setattr(self, changes: SetAttr) -> Attr:
-        raise _err(errno.EROFS)
-
     async def lookup(self, name: bytes) -> Inode:
         raise _err(errno.ENOENT)
 
     async def readdir(self) -> list[DirEntry]:
         return []
-
-    async def create(self, name: bytes, mode: int, creds: Creds) -> Inode:
-        raise _err(errno.EROFS)
-
-    async def mkdir(self, name: bytes, mode: int, creds: Creds) -> Inode:
-        raise _err(errno.EROFS)
-
-    async def mknod(self, name: bytes, mode: int, rdev: int, creds: Creds) -> Inode:
-        raise _err(errno.EROFS)
-
-    async def symlink(self, name: bytes, target: bytes, creds: Creds) -> Inode:
-        raise _err(errno.EROFS)
-
-    async def link(self, name: bytes, target: Inode) -> Inode:
-        raise _err(errno.EROFS)
-
-    async def unlink(self, name: bytes) -> None:
-        raise _err(errno.EROFS)
-
-    async def rmdir(self, name: bytes) -> None:
-        raise _err(errno.EROFS)
-
-    async def rename(self, name: bytes, new_parent: Inode, new_name: bytes,
-                     flags: int = 0) -> None:
-        raise _err(errno.EROFS)
-
-    async def open(self, flags: int) -> FileHandle:
-        raise _err(errno.EISDIR)
-
-    async def readlink(self) -> bytes:
-        raise _err(errno.EINVAL)
-
-    async def getxattr(self, name: bytes) -> bytes:
-        raise _err(errno.ENODATA)
-
-    async def setxattr(self, name: bytes, value: bytes, flags: int = 0) -> None:
-        raise _err(errno.EROFS)
-
-    async def listxattr(self) -> list[bytes]:
-        return []
-
-    async def removexattr(self, name: bytes) -> None:
-        raise _err(errno.EROFS)
 
     async def statfs(self) -> StatFs:
         return StatFs(bsize=4096, frsize=4096, blocks=0, bfree=0, bavail=0,

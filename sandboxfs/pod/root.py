@@ -12,16 +12,19 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 
-from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr, StatFs
+from sandboxfs.vfs import Attr, DirEntry, Inode, StatFs
 from sandboxfs.vfs.attr import now_ns
+from sandboxfs.vfs.readonly import ReadOnlyDirectory
 
 
 def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
-class PodRoot:
+class PodRoot(ReadOnlyDirectory):
     """A read-only directory whose entries are the containers' root inodes."""
+
+    refusal = errno.EPERM
 
     def __init__(self, containers: Callable[[], Mapping[str, Inode]]) -> None:
         self._containers = containers
@@ -37,9 +40,6 @@ class PodRoot:
         return Attr(ino=1, mode=stat.S_IFDIR | 0o755, nlink=2 + count, uid=0, gid=0, size=0,
                     atime_ns=self.mtime_ns, mtime_ns=self.mtime_ns, ctime_ns=self.mtime_ns)
 
-    async def setattr(self, changes: SetAttr) -> Attr:
-        raise _err(errno.EPERM)
-
     async def lookup(self, name: bytes) -> Inode:
         root = self._containers().get(name.decode(errors="surrogateescape"))
         if root is None:
@@ -50,23 +50,8 @@ class PodRoot:
         return [DirEntry(name.encode(errors="surrogateescape"), root, await root.getattr())
                 for name, root in sorted(self._containers().items())]
 
-    async def create(self, name: bytes, mode: int, creds: Creds) -> Inode:
-        raise _err(errno.EPERM)
-
-    async def mkdir(self, name: bytes, mode: int, creds: Creds) -> Inode:
-        raise _err(errno.EPERM)
-
-    async def mknod(self, name: bytes, mode: int, rdev: int, creds: Creds) -> Inode:
-        raise _err(errno.EPERM)
-
-    async def symlink(self, name: bytes, target: bytes, creds: Creds) -> Inode:
-        raise _err(errno.EPERM)
-
     async def link(self, name: bytes, target: Inode) -> Inode:
         raise _err(errno.EXDEV)
-
-    async def unlink(self, name: bytes) -> None:
-        raise _err(errno.EPERM)
 
     async def rmdir(self, name: bytes) -> None:
         raise _err(errno.EBUSY)
@@ -74,24 +59,6 @@ class PodRoot:
     async def rename(self, name: bytes, new_parent: Inode, new_name: bytes,
                      flags: int = 0) -> None:
         raise _err(errno.EBUSY)
-
-    async def open(self, flags: int) -> FileHandle:
-        raise _err(errno.EISDIR)
-
-    async def readlink(self) -> bytes:
-        raise _err(errno.EINVAL)
-
-    async def getxattr(self, name: bytes) -> bytes:
-        raise _err(errno.ENODATA)
-
-    async def setxattr(self, name: bytes, value: bytes, flags: int = 0) -> None:
-        raise _err(errno.EPERM)
-
-    async def listxattr(self) -> list[bytes]:
-        return []
-
-    async def removexattr(self, name: bytes) -> None:
-        raise _err(errno.EPERM)
 
     async def statfs(self) -> StatFs:
         roots = list(self._containers().values())

@@ -19,8 +19,8 @@ import pyfuse3
 import trio
 
 from sandboxfs.assemble import gofer_exports
-from sandboxfs.checkpoint import Image, ImageError, write_image
-from sandboxfs.checkpoint.service import FORMAT_NOTE, Match, match_table, mount_table
+from sandboxfs.checkpoint import Image, ImageError
+from sandboxfs.checkpoint.service import Match, match_table, mount_table, write_paused
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.control import server as control
 from sandboxfs.daemon import DaemonConfig, fuse_options, raise_fd_limit, stop_on_signal, timeouts_of
@@ -69,22 +69,16 @@ def handlers(pod: Pod, cfg: DaemonConfig, ops: FuseOps) -> dict[str, control.Han
         """The whole pod: every container's memory filesystems and every master."""
         if len(fds) != 1:
             raise ValueError("checkpoint needs the image file's descriptor")
-        await ops.pauser.pause()
-        try:
-            containers = [{"id": cid, "plan": c.plan.to_json(),
-                           "mounts": mount_table(c.plan, c.memory)}
-                          for cid, c in pod.containers.items()]
-            header = {"format": FORMAT_NOTE, "meta": request.get("meta", {}),
-                      "pod": {"containers": containers, "masters": pod.masters.table()}}
-            trees = [(f"{cid}/{i}", fs.root) for cid, c in pod.containers.items()
-                     for i, fs in sorted(c.memory.items())]
-            trees += [(pod.masters.section(name), fs.root)
-                      for name, fs in pod.masters.filesystems.items()]
-            nbytes, files = await write_image(fds[0], header, trees)
-        finally:
-            if not request.get("stop"):
-                ops.pauser.resume()
-        return {"bytes": nbytes, "files": files}
+        containers = [{"id": cid, "plan": c.plan.to_json(), "mounts": mount_table(c.plan, c.memory)}
+                      for cid, c in pod.containers.items()]
+        header = {"meta": request.get("meta", {}),
+                  "pod": {"containers": containers, "masters": pod.masters.table()}}
+        trees = [(f"{cid}/{i}", fs.root) for cid, c in pod.containers.items()
+                 for i, fs in sorted(c.memory.items())]
+        trees += [(pod.masters.section(name), fs.root)
+                  for name, fs in pod.masters.filesystems.items()]
+        return await write_paused(ops.pauser, fds[0], header, trees,
+                                  stop=bool(request.get("stop")))
 
     async def add(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         container_id = str(request["id"])
