@@ -21,6 +21,10 @@ from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr, Sta
 if TYPE_CHECKING:
     from sandboxfs.remote.filesystem import RemoteFs
 
+#: A directory this size or smaller (st_size, bytes) is listed at its first
+#: lookup on an exclusive mount (ext4: about 8,000 entries).
+LIST_TO_LOOKUP_MAX = 256 << 10
+
 
 class RemoteInode:
     """A host file, directory, symlink or special file behind the gofer."""
@@ -157,6 +161,17 @@ class RemoteInode:
         if fs.caches and name in self._missing:
             fs.stats.hits += 1
             raise no_such(name)
+        if fs.caches and self._listing is None and self._stat.size <= LIST_TO_LOOKUP_MAX:
+            # Exclusive and not too big: one listing (names with attributes) answers
+            # this lookup and every later one here, found or not (the overlay asks
+            # for `.wh.` names too), where a walk per name costs a round trip each.
+            await self.readdir()
+        if fs.caches and self._listing is not None:
+            found = self._children.get(name)
+            if found is None:
+                self._missing.add(name)
+                raise no_such(name)
+            return found
         if known is not None and self._listing is not None:
             # A listed directory revalidates all its names at once: one listing
             # (names with attributes) instead of a walk per stale name.
