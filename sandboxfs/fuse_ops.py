@@ -32,6 +32,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 ROOT_ID: int = pyfuse3.ROOT_INODE
+#: Bound of the cache of reply objects (cleared whole when full: simple, and rare).
+ENTRY_CACHE_SIZE = 1 << 17
 
 
 def fuse_errors(
@@ -114,6 +116,9 @@ class FuseOps(pyfuse3.Operations):
         self._timeouts = timeouts or CacheTimeouts.exclusive()
         self._timeouts_for = timeouts_for
         self.pauser = Pauser()
+        # Reply objects by node id, kept while the attributes object is the same
+        # (filesystems hand back one Attr until something changes).
+        self._entries: dict[int, tuple[Attr, CacheTimeouts, pyfuse3.EntryAttributes]] = {}
         self._root = root
         self._nodes: dict[int, _Node] = {ROOT_ID: _Node(root, lookups=1)}
         self._files: dict[int, FileHandle] = {}
@@ -154,6 +159,9 @@ class FuseOps(pyfuse3.Operations):
 
     def _entry(self, node_id: int, attr: Attr, inode: Inode) -> pyfuse3.EntryAttributes:
         timeouts = self._timeouts_of(inode)
+        cached = self._entries.get(node_id)
+        if cached is not None and cached[0] is attr and cached[1] == timeouts:
+            return cached[2]  # the same attributes object as the last reply: reuse it
         entry = pyfuse3.EntryAttributes()
         entry.st_ino = node_id
         entry.generation = 0
@@ -170,6 +178,9 @@ class FuseOps(pyfuse3.Operations):
         entry.st_atime_ns = attr.atime_ns
         entry.st_mtime_ns = attr.mtime_ns
         entry.st_ctime_ns = attr.ctime_ns
+        if len(self._entries) >= ENTRY_CACHE_SIZE:
+            self._entries.clear()
+        self._entries[node_id] = (attr, timeouts, entry)
         return entry
 
     async def _reply_entry(self, inode: Inode) -> pyfuse3.EntryAttributes:

@@ -48,6 +48,7 @@ class OverlayInode:
         self.fs = fs
         self.kind = kind
         self._ino = ino
+        self._attr_cache: tuple[Attr, int, Attr] | None = None
         #: The upper inode; set once, by copy-up or creation.
         self.upper = upper
         #: (layer, inode) of the lower parts, top-most first. For directories
@@ -133,7 +134,14 @@ class OverlayInode:
                 nlink = 1
         elif self.nlink is not None:
             nlink = self.nlink
-        return dataclasses.replace(attr, ino=self._ino, nlink=nlink)
+        if attr.ino == self._ino and attr.nlink == nlink:
+            return attr
+        cached = self._attr_cache
+        if cached is not None and cached[0] is attr and cached[1] == nlink:
+            return cached[2]  # the same layer attributes as last time: no new object
+        merged = dataclasses.replace(attr, ino=self._ino, nlink=nlink)
+        self._attr_cache = (attr, nlink, merged)
+        return merged
 
     async def setattr(self, changes: SetAttr) -> Attr:
         if changes.size is not None and self.is_dir:

@@ -42,6 +42,8 @@ class RemoteInode:
         self._listed_at = 0.0
         self._link_target: bytes | None = None
         self._checked = time.monotonic()  # when _stat was last confirmed by the gofer
+        self._attr = attr_of(st)
+        self._attr_of = st  # the stat `_attr` was made from
         # When a walk or listing last confirmed that our name still names this file
         # (a getattr through our fid cannot tell: it follows the file, not the name).
         self._named = self._checked
@@ -135,7 +137,9 @@ class RemoteInode:
         else:
             self._fs.stats.misses += 1
             self._confirm(await self._fs.client.getattr(await self.fid()))
-        return attr_of(self._stat)
+        if self._attr_of is not self._stat:  # made once per stat the gofer gave
+            self._attr, self._attr_of = attr_of(self._stat), self._stat
+        return self._attr
 
     async def setattr(self, changes: SetAttr) -> Attr:
         self._fs.check_writable()
