@@ -47,6 +47,7 @@ class RemoteInode:
         # When a walk or listing last confirmed that our name still names this file
         # (a getattr through our fid cannot tell: it follows the file, not the name).
         self._named = self._checked
+        self._walks = 0  # names walked here one by one (see lookup)
 
     # -- helpers -----------------------------------------------------------
 
@@ -165,10 +166,12 @@ class RemoteInode:
         if fs.caches and name in self._missing:
             fs.stats.hits += 1
             raise no_such(name)
-        if fs.caches and self._listing is None and self._stat.size <= LIST_TO_LOOKUP_MAX:
-            # Exclusive and not too big: one listing (names with attributes) answers
-            # this lookup and every later one here, found or not (the overlay asks
-            # for `.wh.` names too), where a walk per name costs a round trip each.
+        if fs.caches and self._listing is None and self._walks >= 1 \
+                and self._stat.size <= LIST_TO_LOOKUP_MAX:
+            # A second name looked up here, on an exclusive mount, in a directory
+            # not too big: one listing (names with attributes) answers this lookup
+            # and every later one, found or not, where a walk costs a round trip
+            # each. (One lookup alone, as an open of a single file, just walks.)
             await self.readdir()
         if fs.caches and self._listing is not None:
             found = self._children.get(name)
@@ -185,6 +188,7 @@ class RemoteInode:
                 raise no_such(name)
             return again
         fs.stats.misses += 1
+        self._walks += 1
         try:
             fid, _, stats = await fs.walk_getattr(await self.fid(), name)
         except FileNotFoundError:
