@@ -1,6 +1,6 @@
 """`gofer serve`: the command line of the gofer process.
 
-    gofer serve --root DIR [--ro] [--fd N] [--root DIR [--ro] [--fd N] ...]
+    gofer serve --root DIR [--ro] [--whiteouts] [--fd N] [--root DIR ...]
                 [--listen unix:PATH | --listen tcp:127.0.0.1:PORT ...]
                 [--allow-devices] [--die-with-parent]
 
@@ -44,11 +44,12 @@ PR_SET_PDEATHSIG = 1
 class _RootArg:
     path: str
     readonly: bool = False
+    whiteouts: bool = False
     fd: int | None = None
 
 
 class _RootAction(argparse.Action):
-    """--root starts a group; --ro and --fd modify the latest group."""
+    """--root starts a group; --ro, --whiteouts and --fd modify the latest group."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: object, option_string: str | None = None) -> None:
@@ -60,6 +61,8 @@ class _RootAction(argparse.Action):
             parser.error(f"{option_string} must follow a --root")
         if option_string == "--ro":
             roots[-1].readonly = True
+        elif option_string == "--whiteouts":
+            roots[-1].whiteouts = True
         else:
             if roots[-1].fd is not None:
                 parser.error("one --fd per --root")
@@ -76,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(roots=[])
     s.add_argument("--root", action=_RootAction, metavar="DIR", help="a tree to serve")
     s.add_argument("--ro", action=_RootAction, nargs=0, help="the previous root is read-only")
+    s.add_argument("--whiteouts", action=_RootAction, nargs=0,
+                   help="the previous root is an overlay upper: it may hold 0/0 character "
+                        "devices (overlayfs whiteouts), and no other device node")
     s.add_argument("--fd", action=_RootAction, metavar="N",
                    help="serve the previous root on inherited socket fd N")
     s.add_argument("--listen", action="append", default=[], metavar="ADDR",
@@ -121,7 +127,8 @@ def run(argv: list[str] | None = None) -> int:
     try:
         for r in roots:
             try:
-                ex = Export(r.path, readonly=r.readonly, allow_devices=args.allow_devices)
+                ex = Export(r.path, readonly=r.readonly, allow_devices=args.allow_devices,
+                            allow_whiteouts=r.whiteouts)
             except OSError as exc:
                 return _fail(f"--root {r.path}: {exc.strerror}")
             exports.append(ex)

@@ -215,6 +215,7 @@ class Export:
     path: str
     readonly: bool = False
     allow_devices: bool = False
+    allow_whiteouts: bool = False  # an overlay upper: 0/0 character devices only
     root_fd: int = field(default=-1, repr=False)
 
     def __post_init__(self) -> None:
@@ -378,7 +379,8 @@ class Export:
         self._writable()
         check_name(name)
         kind = stat.S_IFMT(mode)
-        if kind in (stat.S_IFCHR, stat.S_IFBLK) and not self.allow_devices:
+        whiteout = kind == stat.S_IFCHR and major == 0 and minor == 0 and self.allow_whiteouts
+        if kind in (stat.S_IFCHR, stat.S_IFBLK) and not (self.allow_devices or whiteout):
             raise OSError(errno.EPERM, "device nodes are not created on this export")
         if kind not in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFREG):
             raise OSError(errno.EINVAL, "bad mknod type")

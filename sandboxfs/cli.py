@@ -132,6 +132,27 @@ def _cmd_stats(argv: Sequence[str]) -> int:
     return 0
 
 
+def _check_upperdir(upperdir: str | None, workdir: str | None,
+                    lowerdirs: Sequence[str]) -> str | None:
+    """What overlayfs would refuse about upperdir/workdir, or None."""
+    if upperdir is None:
+        return "workdir= needs an upperdir=" if workdir is not None else None
+    if not os.path.isdir(upperdir):
+        return f"upperdir: {upperdir} is not a directory"
+    if workdir is None:
+        return "upperdir= needs a workdir= (on the same filesystem), as overlayfs does"
+    if not os.path.isdir(workdir):
+        return f"workdir: {workdir} is not a directory"
+    if os.stat(upperdir).st_dev != os.stat(workdir).st_dev:
+        return f"workdir: {workdir} is not on the filesystem of upperdir {upperdir}"
+    up = os.path.realpath(upperdir)
+    for layer in lowerdirs:
+        low = os.path.realpath(layer)
+        if up == low or up.startswith(low + "/") or low.startswith(up + "/"):
+            return f"upperdir: {upperdir} overlaps lowerdir {layer}"
+    return None
+
+
 def _cmd_fuse_form(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="sandboxfs",
@@ -151,7 +172,11 @@ def _cmd_fuse_form(argv: Sequence[str]) -> int:
     for layer in opts.lowerdirs:
         if not os.path.isdir(layer):
             return _die(2, f"lowerdir: {layer} is not a directory")
+    problem = _check_upperdir(opts.upperdir, opts.workdir, opts.lowerdirs)
+    if problem is not None:
+        return _die(2, problem)
     return mounts.mount(
+        upperdir=os.path.abspath(opts.upperdir) if opts.upperdir else None,
         mountpoint=args.mountpoint,
         lowers=[os.path.abspath(d) for d in opts.lowerdirs],
         fsname=opts.fsname or args.source,

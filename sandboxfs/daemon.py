@@ -67,6 +67,7 @@ class DaemonConfig:
     control_path: str | None = None  # the control socket (a pod's, or the mount's own)
     sandbox_bundle: str | None = None  # the pod's sandbox bundle (its hints), for `pod add`
     restore_image: str | None = None  # a checkpoint image to fill the memory filesystems from
+    upperdir: str | None = None  # plain layers over an on-disk upper (served read-write)
     # A pod restored: its other containers (id, plan, gofer sockets), added at start.
     pod_extra: list[tuple[str, Plan, list[socket.socket]]] = field(default_factory=list)
 
@@ -102,6 +103,12 @@ async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> Served:
     """The FUSE operations over the sandbox's tree: a bundle's whole mount
     namespace, or plain layers under one memory upper."""
     image = Image.open(cfg.restore_image) if cfg.restore_image else None
+    if cfg.plan is None and cfg.upperdir is not None:
+        # The last export is the on-disk upper: the overlay writes overlayfs's
+        # format into it through the gofer, like any other upper.
+        on_disk = remotes[-1].root
+        overlay = OverlayFs(on_disk, [remote.root for remote in remotes[:-1]])
+        return Served(FuseOps(overlay.root, CacheTimeouts.exclusive()), upper=on_disk)
     if cfg.plan is None:
         lowers: list[Inode] = [remote.root for remote in remotes]
         upper_fs = TmpFs(size_limit=cfg.upper_size)
@@ -180,7 +187,9 @@ def raise_fd_limit() -> None:
 async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
     """Mount and serve until unmounted or told to stop (SIGTERM/SIGINT)."""
     raise_fd_limit()
-    exports = gofer_exports(cfg.plan) if cfg.plan is not None else cfg.lowers
+    exports = gofer_exports(cfg.plan) if cfg.plan is not None else list(cfg.lowers)
+    if cfg.plan is None and cfg.upperdir is not None:
+        exports.append(Export(cfg.upperdir, readonly=False, whiteouts=True))
     gofer = GoferProcess.start(exports, log_fd=cfg.log_fd)
     mounted = False
     confined = False

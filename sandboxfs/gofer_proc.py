@@ -21,6 +21,7 @@ class Export:
 
     path: str
     readonly: bool = True
+    whiteouts: bool = False  # an overlay upper: the gofer may make 0/0 character devices
 
 
 class GoferProcess:
@@ -52,6 +53,8 @@ class GoferProcess:
             argv += ["--root", export.path]
             if export.readonly:
                 argv.append("--ro")
+            if export.whiteouts:
+                argv.append("--whiteouts")
             argv += ["--fd", str(other.fileno())]
         try:
             proc = subprocess.Popen(

@@ -32,6 +32,8 @@ class MountOptions:
 
     lowerdirs: list[str] = field(default_factory=list)
     upper: str = "memory"
+    upperdir: str | None = None  # an on-disk upper in overlayfs's format (docs/overlay.md)
+    workdir: str | None = None
     upper_size: int | None = None
     kernel_flags: list[str] = field(default_factory=list)
     fsname: str | None = None
@@ -109,9 +111,14 @@ def parse_mount_options(texts: list[str]) -> MountOptions:
                 if value != "memory":
                     raise OptionError(f"upper={value!r}: only upper=memory is supported")
                 opts.upper = value
-            elif key in ("upperdir", "workdir"):
-                raise OptionError(f"{key}=: on-disk uppers are not supported yet; "
-                                  "omit it for a memory upper")
+            elif key == "upperdir":
+                if not value:
+                    raise OptionError("upperdir= needs a directory")
+                opts.upperdir = value
+            elif key == "workdir":
+                if not value:
+                    raise OptionError("workdir= needs a directory")
+                opts.workdir = value
             elif key in ("upper_size", "size"):
                 opts.upper_size = parse_size(value)
             elif key == "fsname":

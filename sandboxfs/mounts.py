@@ -85,7 +85,7 @@ def is_mounted(mountpoint: str) -> bool:
 def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | None,
           kernel_flags: list[str], foreground: bool, log_path: str | None,
           plan: Plan | None = None, pod: PodSettings | None = None,
-          restore_image: str | None = None) -> int:
+          restore_image: str | None = None, upperdir: str | None = None) -> int:
     """Mount plain layers (`lowers`, top-most first), or a bundle's whole
     `plan` (then `lowers` is unused), or a pod whose first container has that
     plan; returns the exit status."""
@@ -108,6 +108,7 @@ def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | 
         control_path=pod.control_path if pod else str(control_path(mountpoint)),
         sandbox_bundle=pod.sandbox_bundle if pod else None,
         restore_image=restore_image,
+        upperdir=upperdir,
         pod_extra=list(pod.extra) if pod else [],
     )
     if foreground:

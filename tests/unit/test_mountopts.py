@@ -27,13 +27,18 @@ def test_mount_fuse3_generic_options_tolerated() -> None:
 @pytest.mark.parametrize("text,match", [
     ("lowerdir=/a,bogus", "unknown mount option 'bogus'"),
     ("lowerdir=/a,upper=disk", "upper="),
-    ("lowerdir=/a,upperdir=/u,workdir=/w", "upperdir"),
+    ("lowerdir=/a,upperdir=,workdir=/w", "upperdir= needs"),
     ("lowerdir=/a,upper_size=lots", "not a number"),
     ("lowerdir=/a,rw=1", "unknown mount option 'rw=1'"),
 ])
 def test_bad_options_named(text: str, match: str) -> None:
     with pytest.raises(OptionError, match=match):
         parse_mount_options([text])
+
+
+def test_upperdir_and_workdir() -> None:
+    opts = parse_mount_options(["lowerdir=/a,upperdir=/u,workdir=/w"])
+    assert (opts.upperdir, opts.workdir) == ("/u", "/w")
 
 
 def test_sizes() -> None:

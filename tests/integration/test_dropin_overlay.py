@@ -1,0 +1,118 @@
+"""The drop-in overlay: an on-disk upper in kernel overlayfs's format, read
+and written through the gofer, mountable by the kernel and the reverse."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.integration.mounting import mounted_layers, sandboxfs, tree_digest
+from tests.integration.test_overlay_mount import make_lower
+
+
+@contextmanager
+def kernel_overlay(mnt: Path, lower: Path, upper: Path, work: Path) -> Iterator[Path]:
+    mnt.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={lower},upperdir={upper},workdir={work}", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def change_tree(root: Path) -> None:
+    with open(root / "file.txt", "a") as f:
+        f.write("appended\n")
+    (root / "new.txt").write_text("new\n")
+    os.unlink(root / "dir" / "a.txt")
+    (root / "made").mkdir()
+    (root / "made" / "inside").write_text("inside\n")
+    os.symlink("new.txt", root / "newlink")
+    os.link(root / "new.txt", root / "newhard")
+    os.setxattr(root / "new.txt", "user.color", b"blue")
+
+
+@pytest.fixture
+def layers(tmp_path: Path) -> tuple[Path, Path, Path]:
+    lower = make_lower(tmp_path / "lower")
+    (tmp_path / "upper").mkdir()
+    (tmp_path / "work").mkdir()
+    return lower, tmp_path / "upper", tmp_path / "work"
+
+
+def opts(upper: Path, work: Path) -> str:
+    return f"upperdir={upper},workdir={work}"
+
+
+def test_written_by_sandboxfs_mounts_under_kernel_overlayfs(
+        tmp_path: Path, layers: tuple[Path, Path, Path]) -> None:
+    lower, upper, work = layers
+    before = tree_digest(lower)
+    with mounted_layers(tmp_path / "m", lower, options=opts(upper, work)) as m:
+        change_tree(m)
+        shutil_rmtree(m / "dir")  # a lower directory removed...
+        (m / "dir").mkdir()  # ...and made again: opaque
+        (m / "dir" / "fresh").write_text("fresh\n")
+        seen = tree_digest(m)
+    assert tree_digest(lower) == before
+    with kernel_overlay(tmp_path / "k", lower, upper, work) as k:
+        assert tree_digest(k) == seen
+    with mounted_layers(tmp_path / "m2", lower, options=opts(upper, work)) as m2:
+        assert tree_digest(m2) == seen  # remounted: the changes are still there
+
+
+def test_written_by_kernel_overlayfs_mounts_under_sandboxfs(
+        tmp_path: Path, layers: tuple[Path, Path, Path]) -> None:
+    lower, upper, work = layers
+    with kernel_overlay(tmp_path / "k", lower, upper, work) as k:
+        change_tree(k)
+        shutil_rmtree(k / "dir")
+        (k / "dir").mkdir()
+        seen = tree_digest(k)
+    with mounted_layers(tmp_path / "m", lower, options=opts(upper, work)) as m:
+        assert tree_digest(m) == seen
+
+
+def shutil_rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("no-workdir", "needs a workdir"),
+    ("missing-upper", "upperdir"),
+    ("inside-lower", "overlaps lowerdir"),
+])
+def test_bad_upperdir_options_exit_2(tmp_path: Path, layers: tuple[Path, Path, Path],
+                                     case: str, message: str) -> None:
+    lower, upper, work = layers
+    option = {"no-workdir": f"upperdir={upper}",
+              "missing-upper": f"upperdir={tmp_path}/nope,workdir={work}",
+              "inside-lower": f"upperdir={lower}/dir,workdir={work}"}[case]
+    (tmp_path / "m").mkdir()
+    proc = sandboxfs("x", str(tmp_path / "m"), "-o", f"lowerdir={lower},{option}", check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_two_hundred_lowers_first_on_top(tmp_path: Path) -> None:
+    layers = []
+    for i in range(200):
+        layer = tmp_path / "layers" / f"l{i:03}"
+        layer.mkdir(parents=True)
+        (layer / f"only{i}").write_text(f"{i}\n")
+        (layer / "common").write_text(f"from layer {i}\n")
+        layers.append(layer)
+    with mounted_layers(tmp_path / "m", *layers) as m:
+        assert (m / "common").read_text() == "from layer 0\n"
+        assert len([n for n in os.listdir(m) if n.startswith("only")]) == 200
+        assert (m / "only199").read_text() == "199\n"
+        (m / "only150").unlink()
+        assert not (m / "only150").exists()
+    assert (layers[150] / "only150").read_text() == "150\n"
