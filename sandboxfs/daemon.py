@@ -38,6 +38,7 @@ from sandboxfs.mountns import REVALIDATE, UNCACHED, Mount
 from sandboxfs.overlay import OverlayFs
 from sandboxfs.overlay.changes import upper_changes
 from sandboxfs.plan import Plan
+from sandboxfs.readahead import apply_read_ahead, open_read_ahead
 from sandboxfs.remote import RemoteFs
 from sandboxfs.tmpfs import TmpFs
 from sandboxfs.vfs import Inode
@@ -207,6 +208,7 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
             listener = control.bind(cfg.control_path) if cfg.control_path else None
             pyfuse3.init(served.ops, cfg.mountpoint, fuse_options(cfg))
             mounted = True
+            read_ahead = open_read_ahead(cfg.mountpoint)
             ready(None)
             if cfg.confine:
                 start_unmount_guard(cfg.mountpoint, [cfg.state_file, cfg.control_path])
@@ -216,6 +218,8 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
                     handlers = mount_handlers(cfg, served, remotes)
                     nursery.start_soon(control.serve, listener, handlers)
                 nursery.start_soon(stop_on_signal, cfg.mountpoint)
+                if read_ahead is not None:
+                    nursery.start_soon(apply_read_ahead, read_ahead)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
     except BaseException as exc:

@@ -29,6 +29,7 @@ from sandboxfs.gofer_proc import GoferProcess
 from sandboxfs.mountns import MountedInode
 from sandboxfs.plan import Plan
 from sandboxfs.pod.pod import Pod
+from sandboxfs.readahead import apply_read_ahead, open_read_ahead
 from sandboxfs.vfs import Inode
 
 log = logging.getLogger(__name__)
@@ -130,12 +131,15 @@ async def serve_pod(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> N
             ops = FuseOps(pod.root, CacheTimeouts.exclusive(), timeouts_for=_timeouts)
             pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
             mounted = True
+            read_ahead = open_read_ahead(cfg.mountpoint)
             ready(None)
             if cfg.confine:
                 start_unmount_guard(cfg.mountpoint, [cfg.state_file, cfg.control_path])
                 confined = deny_all_host_paths()
             nursery.start_soon(control.serve, listener, handlers(pod, cfg, ops))
             nursery.start_soon(stop_on_signal, cfg.mountpoint)
+            if read_ahead is not None:
+                nursery.start_soon(apply_read_ahead, read_ahead)
             await pyfuse3.main()
             await pod.close()
             nursery.cancel_scope.cancel()

@@ -179,3 +179,17 @@ def make_lower_for_stats(root: Path) -> Path:
     from tests.integration.test_overlay_mount import make_lower
 
     return make_lower(root)
+
+
+def test_mount_read_ahead_is_raised(tmp_path: Path) -> None:
+    """Sequential reads reach the daemon in large requests (bench W3)."""
+    from tests.integration.test_overlay_mount import make_lower
+
+    lower = make_lower(tmp_path / "lower")
+    with mounted_layers(tmp_path / "mnt", lower) as mnt:
+        dev = os.stat(mnt).st_dev
+        knob = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
+        deadline = time.monotonic() + 5
+        while knob.read_text().strip() != "4096":
+            assert time.monotonic() < deadline, knob.read_text()
+            time.sleep(0.1)
