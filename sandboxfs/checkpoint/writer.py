@@ -1,17 +1,24 @@
-"""Writing a checkpoint image: streamed, checksummed, to a file descriptor.
+"""Writing a checkpoint image: streamed, checksummed, atomic when given a path.
 
-Trees are walked through the VFS `Inode` API; file bytes are read in CHUNK
-pieces (from the memfd with `pread` when the handle has one), so a 2 GiB
-upper needs a few MiB of daemon memory. The caller makes the file atomic
-(temporary name, fsync, rename): the daemon only has the descriptor.
+Trees are walked through the VFS `Inode` API; file bytes are read at most
+CHUNK at a time (`pread` on the memfd when the handle has one, else
+`FileHandle.read`) and written out as they come, so a 2 GiB upper needs a
+few MiB of memory, never its size.
+
+The destination is either a path, and then the image is written to a
+temporary file beside it, fsynced, renamed over it and the directory
+fsynced (a crash or an exception at any point leaves the previous image as
+it was and no temporary file), or a descriptor the caller owns (the
+confined daemon only gets one from the CLI, which does the renaming).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sandboxfs.checkpoint.format import (
@@ -26,17 +33,21 @@ from sandboxfs.checkpoint.format import (
     preamble,
     record,
 )
-from sandboxfs.vfs import Attr, Inode
+from sandboxfs.checkpoint.tree import Progress, describe, join
+from sandboxfs.vfs import Attr, DirEntry, Inode
 
-Progress = Callable[[int, int], None]  # bytes written, files written
+Destination = int | str | os.PathLike[str]
 
 
 class _Out:
+    """The output stream: counts records, hashes every byte for the trailer."""
+
     def __init__(self, fd: int, progress: Progress | None) -> None:
         self.fd = fd
         self.digest = hashlib.sha256()
         self.records = 0
-        self.bytes = 0
+        self.bytes = 0  # file bytes (DATA payloads), as the progress shows
+        self.written = 0  # image bytes
         self.files = 0
         self.progress = progress
 
@@ -45,77 +56,73 @@ class _Out:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]
-        self.bytes += len(data)
+        self.written += len(data)
 
     def add(self, rec: bytes) -> None:
         self.write(rec)
         self.records += 1
 
-
-def _kind(attr: Attr) -> str:
-    mode = attr.mode
-    for test, name in ((stat.S_ISREG, "file"), (stat.S_ISDIR, "dir"), (stat.S_ISLNK, "symlink"),
-                       (stat.S_ISFIFO, "fifo"), (stat.S_ISCHR, "chr"), (stat.S_ISBLK, "blk"),
-                       (stat.S_ISSOCK, "sock")):
-        if test(mode):
-            return name
-    raise ValueError(f"unknown file type {mode:o}")
+    def report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.bytes, self.files)
 
 
-def _meta(path: str, attr: Attr) -> dict[str, Any]:
-    return {"path": path, "type": _kind(attr), "mode": stat.S_IMODE(attr.mode),
-            "uid": attr.uid, "gid": attr.gid, "size": attr.size, "rdev": attr.rdev,
-            "atime_ns": attr.atime_ns, "mtime_ns": attr.mtime_ns, "ctime_ns": attr.ctime_ns}
-
-
-async def _xattrs(node: Inode) -> dict[str, str]:
-    out = {}
+async def _xattrs(node: Inode) -> dict[bytes, bytes]:
+    """Every xattr, `trusted.overlay.*` included: an upper's opaque markers
+    are plain xattrs of its directories."""
     try:
         names = await node.listxattr()
     except OSError:
         return {}
-    for name in names:
+    out = {}
+    for name in sorted(names):
         try:
-            out[name.hex()] = (await node.getxattr(name)).hex()
-        except OSError:
+            out[name] = await node.getxattr(name)
+        except OSError:  # removed between the two calls: not there
             continue
     return out
 
 
 async def _write_tree(out: _Out, root: Inode) -> None:
-    first_name: dict[int, str] = {}  # inode number → path of its first name
+    """Parents before children, names in byte order (the same tree always
+    gives the same bytes); a second name of an inode becomes a `link` NODE.
+    Depth-first with an explicit stack: a deep tree needs no deep recursion."""
+    first_name: dict[int, str] = {}  # inode number of a multiply-linked entry → path
+    stack: list[Iterator[DirEntry]] = []
+    prefixes: list[str] = []
 
-    async def walk(directory: Inode, prefix: str) -> None:
-        for entry in sorted(await directory.readdir(), key=lambda e: e.name):
-            path = prefix + entry.name.hex()
-            attr = entry.attr
-            if not stat.S_ISDIR(attr.mode) and attr.nlink > 1:
-                if attr.ino in first_name:
-                    out.add(json_record(NODE, {"path": path, "type": "link",
-                                               "link_to": first_name[attr.ino]}))
-                    continue
-                first_name[attr.ino] = path
-            meta = _meta(path, attr)
-            meta["xattrs"] = await _xattrs(entry.inode)
-            if stat.S_ISLNK(attr.mode):
-                meta["target"] = (await entry.inode.readlink()).hex()
-            out.add(json_record(NODE, meta))
+    async def emit(node: Inode, path: str, attr: Attr) -> None:
+        target = await node.readlink() if stat.S_ISLNK(attr.mode) else None
+        out.add(json_record(NODE, describe(path, attr, await _xattrs(node), target)))
+        if path:
             out.files += 1
-            if stat.S_ISREG(attr.mode) and attr.size:
-                await _write_data(out, entry.inode, attr.size)
-            if stat.S_ISDIR(attr.mode):
-                await walk(entry.inode, path + "/")
-            if out.progress is not None:
-                out.progress(out.bytes, out.files)
+        if stat.S_ISREG(attr.mode) and attr.size:
+            await _write_data(out, node, attr.size)
+        out.report()
+        if stat.S_ISDIR(attr.mode):
+            stack.append(iter(sorted(await node.readdir(), key=lambda e: e.name)))
+            prefixes.append(path)
 
-    root_attr = await root.getattr()
-    meta = _meta("", root_attr)
-    meta["xattrs"] = await _xattrs(root)
-    out.add(json_record(NODE, meta))
-    await walk(root, "")
+    await emit(root, "", await root.getattr())
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            prefixes.pop()
+            continue
+        path = join(prefixes[-1], child.name)
+        attr = child.attr
+        if not stat.S_ISDIR(attr.mode) and attr.nlink > 1:
+            if attr.ino in first_name:
+                out.add(json_record(NODE, {"path": path, "type": "link",
+                                           "link_to": first_name[attr.ino]}))
+                continue
+            first_name[attr.ino] = path
+        await emit(child.inode, path, attr)
 
 
 async def _write_data(out: _Out, node: Inode, size: int) -> None:
+    """Exactly `size` bytes in DATA records of at most CHUNK bytes."""
     handle = await node.open(os.O_RDONLY)
     try:
         fd = handle.fileno()
@@ -126,17 +133,24 @@ async def _write_data(out: _Out, node: Inode, size: int) -> None:
                 else await handle.read(offset, want)
             if not chunk:
                 break
-            out.add(record(DATA, chunk))
-            offset += len(chunk)
-        if offset < size:  # the file shrank under us: keep the size promised
-            out.add(record(DATA, b"\0" * (size - offset)))
+            out.add(record(DATA, chunk[:want]))
+            offset += min(len(chunk), want)
+            out.bytes += min(len(chunk), want)
+            out.report()
+        while offset < size:  # the file shrank under us: keep the size promised
+            n = min(CHUNK, size - offset)
+            out.add(record(DATA, bytes(n)))
+            offset += n
+            out.bytes += n
     finally:
         await handle.release()
 
 
-async def write_image(fd: int, header: dict[str, Any], trees: Sequence[tuple[str, Inode]],
-                      progress: Progress | None = None) -> tuple[int, int]:
-    """Write the whole image to `fd`; returns (bytes, files) written."""
+async def _write_all(fd: int, header: dict[str, Any], trees: Sequence[tuple[str, Inode]],
+                     progress: Progress | None) -> tuple[int, int]:
+    keys = [key for key, _ in trees]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"section keys repeat: {keys}")
     out = _Out(fd, progress)
     out.write(preamble())
     out.add(json_record(HEADER, header))
@@ -144,6 +158,44 @@ async def write_image(fd: int, header: dict[str, Any], trees: Sequence[tuple[str
         out.add(json_record(SECTION, {"key": key}))
         await _write_tree(out, root)
         out.add(record(END, b""))
-    trailer = {"records": out.records, "sha256": out.digest.hexdigest()}
-    out.write(json_record(TRAILER, trailer))
-    return out.bytes, out.files
+    out.write(json_record(TRAILER, {"records": out.records, "sha256": out.digest.hexdigest()}))
+    out.report()
+    return out.written, out.files
+
+
+async def write_image(dest: Destination, header: dict[str, Any],
+                      trees: Sequence[tuple[str, Inode]],
+                      progress: Progress | None = None) -> tuple[int, int]:
+    """Write the image of `trees` (section key, root directory) under `header`.
+
+    `dest` a path: atomically replaced (see the module docstring). `dest` a
+    descriptor: written from its current position, neither synced nor
+    closed. `progress(file_bytes, files)` is called after every entry and
+    every chunk. Returns (image bytes, files) written.
+    """
+    if isinstance(dest, int):
+        return await _write_all(dest, header, trees, progress)
+    path = os.fspath(dest)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory,
+                       f".{os.path.basename(path)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            result = await _write_all(fd, header, trees, progress)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:  # trio.Cancelled included: never leave the temporary file
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return result
