@@ -7,6 +7,11 @@ non-directory, a whiteout (0/0 device) or an OCI `.wh.NAME` marker (which
 applies to the layers below its own). Lookup and readdir follow exactly the
 same rules, one name at a time or whole listings at once.
 
+A directory of the upper with a redirect xattr takes its lower parts from
+the path the redirect names instead of its own name (renamed directories,
+see `namespace.rename`); a lower directory's redirect (an earlier upper used
+as a lower) does the same for the layers below it.
+
 Costs: a lower's listing is read once (lowers do not change); a merged
 listing is kept until a name in the directory changes; attributes are
 asked of each node on every readdir (they change without renames).
@@ -27,10 +32,12 @@ from sandboxfs.overlay.whiteout import (
     is_whiteout,
     maybe_lookup,
     oci_whiteout_for,
+    read_redirect,
 )
 from sandboxfs.vfs import DirEntry, Inode
 
 if TYPE_CHECKING:
+    from sandboxfs.overlay.filesystem import OverlayFs
     from sandboxfs.overlay.inode import OverlayInode
 
 
@@ -39,20 +46,77 @@ def _enoent(name: bytes) -> OSError:
 
 
 async def layers(d: OverlayInode) -> list[tuple[int, Inode]]:
-    """`d`'s lower directories, trimmed at the first opaque one (found once)."""
+    """`d`'s lower directories, trimmed at the first opaque one and following
+    the redirects of lower directories (found once)."""
     if d.resolved:
         return d.lowers
     lowers = d.lowers
     if d.upper is not None and await has_opaque_xattr(d.upper):
         lowers = []
     else:
-        for k, (layer, directory) in enumerate(lowers[:-1]):
-            if await d.fs.lower_is_opaque(layer, directory):
+        bottom = len(d.fs.lower_roots)  # nothing lies below that layer
+        k = 0
+        while k < len(lowers) and lowers[k][0] < bottom:
+            layer, directory = lowers[k]
+            redirect = await d.fs.lower_redirect(layer, directory)
+            below = k < len(lowers) - 1 or redirect is not None
+            if below and await d.fs.lower_is_opaque(layer, directory):
                 lowers = lowers[:k + 1]
                 break
+            if redirect is not None:
+                parent = d.parent
+                path = absolute_redirect(parent, redirect) if parent else redirect
+                lowers = lowers[:k + 1] + await lowers_at(d.fs, path, below=layer)
+            k += 1
     d.lowers = lowers
     d.resolved = True
     return lowers
+
+
+def lower_path(node: OverlayInode) -> bytes:
+    """Where `node`'s lower parts are, from the root of every lower layer:
+    its redirect, else its parent's lower path and its name (b"" for the root)."""
+    parts: list[bytes] = []
+    while node.redirect is None and node.aliases:
+        parent, name = node.aliases[0]
+        parts.append(name)
+        node = parent
+    base = node.redirect or b""
+    return base + b"".join(b"/" + part for part in reversed(parts))
+
+
+def absolute_redirect(parent: OverlayInode, redirect: bytes) -> bytes:
+    """A redirect as a path from the layers' roots: a relative one (no
+    slash) names a directory beside the one it is on, in `parent`'s lowers."""
+    if redirect.startswith(b"/"):
+        return redirect
+    return lower_path(parent) + b"/" + redirect
+
+
+async def lowers_at(fs: OverlayFs, path: bytes, *, below: int) -> list[tuple[int, Inode]]:
+    """The directories at `path` in every lower layer under layer `below`, top-most
+    first, ending at a whiteout or a non-directory on the way (as overlayfs
+    follows an absolute redirect)."""
+    names = [part for part in path.split(b"/") if part]
+    found: list[tuple[int, Inode]] = []
+    for i, root in enumerate(fs.lower_roots):
+        layer = i + 1
+        if layer <= below:
+            continue
+        directory: Inode | None = root
+        for name in names:
+            assert directory is not None
+            child = await fs.lower_child(layer, directory, name)
+            if child is None:
+                directory = None
+                break
+            attr = await child.getattr()
+            if is_whiteout(attr) or not stat.S_ISDIR(attr.mode):
+                return found
+            directory = child
+        if directory is not None:
+            found.append((layer, directory))
+    return found
 
 
 async def is_merged(d: OverlayInode) -> bool:
@@ -63,10 +127,7 @@ async def is_merged(d: OverlayInode) -> bool:
 
 async def _lower_layer_entry(d: OverlayInode, k: int, name: bytes) -> Inode | None:
     layer, directory = d.lowers[k]
-    if d.fs.has_listing(layer, directory):
-        entry = (await d.fs.lower_listing(layer, directory)).get(name)
-        return None if entry is None else entry.inode
-    return await maybe_lookup(directory, name)
+    return await d.fs.lower_child(layer, directory, name)
 
 
 async def _hidden_below(d: OverlayInode, k: int, name: bytes) -> bool:
@@ -93,6 +154,11 @@ async def find_child(d: OverlayInode, name: bytes) -> OverlayInode | None:
             if not stat.S_ISDIR(attr.mode):
                 return fs.nondir_node(UPPER, found, attr, d, name)
             upper_dir = found
+            redirect = await read_redirect(found) if fs.lower_roots else None
+            if redirect is not None:
+                path = absolute_redirect(d, redirect)
+                return fs.dir_node(d, name, upper_dir, await lowers_at(fs, path, below=UPPER),
+                                   redirect=path)
     candidates: list[tuple[int, Inode]] = []
     if not is_oci_marker(name):
         for k, (layer, _) in enumerate(lowers):
@@ -164,11 +230,11 @@ async def merged_names(d: OverlayInode) -> list[tuple[bytes, OverlayInode]]:
         return []
     while d.names is None:
         generation = d.generation
-        top, dirs = await _merge(d)
+        top, dirs, redirects = await _merge(d)
         if d.generation != generation:
             continue  # a name changed while the layers were read: read again
         # No await from here to the assignment: the tables stay exact.
-        names = _nodes_for(d, top, dirs)
+        names = _nodes_for(d, top, dirs, redirects)
         d.names = names
         for name, node in names:
             layer = top[name][0]
@@ -182,14 +248,15 @@ Tops = dict[bytes, tuple[int, DirEntry]]
 Dirs = dict[bytes, list[tuple[int, Inode]]]
 
 
-async def _merge(d: OverlayInode) -> tuple[Tops, Dirs]:
-    """The top-most entry of every visible name, and the directories that
-    merge under each directory name."""
+async def _merge(d: OverlayInode) -> tuple[Tops, Dirs, dict[bytes, bytes]]:
+    """The top-most entry of every visible name, the directories that merge
+    under each directory name, and the (absolute) redirects of upper ones."""
     lowers = await layers(d)
     fs = d.fs
     closed: set[bytes] = set()  # decided: nothing below counts
     top: Tops = {}
     dirs: Dirs = {}
+    redirects: dict[bytes, bytes] = {}
     if d.upper is not None:
         for e in await d.upper.readdir():
             if is_whiteout(e.attr):
@@ -198,6 +265,12 @@ async def _merge(d: OverlayInode) -> tuple[Tops, Dirs]:
             top[e.name] = (UPPER, e)
             if stat.S_ISDIR(e.attr.mode):
                 dirs[e.name] = []
+                redirect = await read_redirect(e.inode) if fs.lower_roots else None
+                if redirect is not None:
+                    path = absolute_redirect(d, redirect)
+                    redirects[e.name] = path
+                    dirs[e.name] = await lowers_at(fs, path, below=UPPER)
+                    closed.add(e.name)  # its lower parts are where the redirect says
             else:
                 closed.add(e.name)
     for k, (layer, directory) in enumerate(lowers):
@@ -227,10 +300,11 @@ async def _merge(d: OverlayInode) -> tuple[Tops, Dirs]:
                 closed.add(name)
         if k < len(lowers) - 1:
             closed.update(markers)
-    return top, dirs
+    return top, dirs, redirects
 
 
-def _nodes_for(d: OverlayInode, top: Tops, dirs: Dirs) -> list[tuple[bytes, OverlayInode]]:
+def _nodes_for(d: OverlayInode, top: Tops, dirs: Dirs,
+               redirects: dict[bytes, bytes]) -> list[tuple[bytes, OverlayInode]]:
     fs = d.fs
     result: list[tuple[bytes, OverlayInode]] = []
     for name, (layer, e) in top.items():
@@ -238,7 +312,7 @@ def _nodes_for(d: OverlayInode, top: Tops, dirs: Dirs) -> list[tuple[bytes, Over
         if node is None:
             if name in dirs:
                 upper = e.inode if layer == UPPER else None
-                node = fs.dir_node(d, name, upper, dirs[name])
+                node = fs.dir_node(d, name, upper, dirs[name], redirect=redirects.get(name))
             else:
                 node = fs.nondir_node(layer, e.inode, e.attr, d, name)
             d.children[name] = node

@@ -20,7 +20,12 @@ import trio
 
 from sandboxfs.overlay.inode import OverlayInode
 from sandboxfs.overlay.inomap import ROOT_INO, UPPER, InoAllocator
-from sandboxfs.overlay.whiteout import OCI_OPAQUE_MARKER, has_opaque_xattr
+from sandboxfs.overlay.whiteout import (
+    OCI_OPAQUE_MARKER,
+    has_opaque_xattr,
+    maybe_lookup,
+    read_redirect,
+)
 from sandboxfs.vfs import Attr, DirEntry, Inode
 
 
@@ -42,6 +47,7 @@ class OverlayFs:
         #: Lower listings by (layer, inode number): lowers never change.
         self._listings: dict[tuple[int, int], dict[bytes, DirEntry]] = {}
         self._opaque: dict[tuple[int, int], bool] = {}
+        self._redirects: dict[tuple[int, int], bytes | None] = {}
         #: Protects the merged namespace: held by every operation that adds,
         #: removes or moves a name, across its check and its change.
         self.ns_lock = trio.Lock()
@@ -61,6 +67,21 @@ class OverlayFs:
 
     def has_listing(self, layer: int, directory: Inode) -> bool:
         return (layer, directory.ino) in self._listings
+
+    async def lower_child(self, layer: int, directory: Inode, name: bytes) -> Inode | None:
+        """`name` in a lower directory (from its listing when read), or None."""
+        listing = self._listings.get((layer, directory.ino))
+        if listing is not None:
+            entry = listing.get(name)
+            return None if entry is None else entry.inode
+        return await maybe_lookup(directory, name)
+
+    async def lower_redirect(self, layer: int, directory: Inode) -> bytes | None:
+        """A lower directory's redirect (an earlier upper's rename), read once."""
+        key = (layer, directory.ino)
+        if key not in self._redirects:
+            self._redirects[key] = await read_redirect(directory)
+        return self._redirects[key]
 
     async def lower_is_opaque(self, layer: int, directory: Inode) -> bool:
         """Opaque by the OCI marker or by overlayfs's xattr (a former upper)."""
@@ -92,9 +113,11 @@ class OverlayFs:
         return node
 
     def dir_node(self, parent: OverlayInode, name: bytes, upper: Inode | None,
-                 lowers: list[tuple[int, Inode]]) -> OverlayInode:
-        """A directory node: its upper part (if any) and its lower candidates
-        (trimmed at the first opaque one when first needed)."""
+                 lowers: list[tuple[int, Inode]], *,
+                 redirect: bytes | None = None) -> OverlayInode:
+        """A directory node: its upper part (if any), its lower candidates
+        (trimmed at the first opaque one when first needed), and the absolute
+        redirect they were found by, if any."""
         if lowers:
             layer, top = lowers[0]
             ino = self.inos.grant((layer, top.ino), top.ino)
@@ -102,6 +125,7 @@ class OverlayFs:
             assert upper is not None
             ino = self.inos.grant((UPPER, upper.ino), None)
         node = OverlayInode(self, stat.S_IFDIR, ino, upper=upper, lowers=lowers)
+        node.redirect = redirect
         node.add_alias(parent, name)
         return node
 

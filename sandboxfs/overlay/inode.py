@@ -55,6 +55,9 @@ class OverlayInode:
         #: the candidates until `resolved`, then trimmed at the first opaque one.
         self.lowers: list[tuple[int, Inode]] = lowers or []
         self.resolved = not self.is_dir or not self.lowers
+        #: Directories: the path (from the layers' roots) its lower parts were
+        #: found at when that is not its own: it was renamed (a redirect).
+        self.redirect: bytes | None = None
         #: Every visible name of the node: (parent directory node, name).
         #: A directory has one (none for the root).
         self.aliases: list[tuple[OverlayInode, bytes]] = []

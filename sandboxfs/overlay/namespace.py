@@ -11,11 +11,12 @@ Rules, as kernel overlayfs:
 - creating over a whiteout replaces it; a directory made there is opaque
   (nothing of the old lower directory shows through);
 - rename copies a file up and whiteouts its old name when a lower had it;
-  a directory with any lower part cannot move (EXDEV: overlayfs without
-  redirect_dir; `mv` then copies); a directory moved into a directory with
-  lower parts becomes opaque, so nothing hidden there reappears under it;
-- RENAME_EXCHANGE works when both sides can be in the upper (files are
-  copied up; directories must be upper-only, else EXDEV).
+  a directory with lower parts is copied up (the directory alone) and gets
+  a redirect xattr naming where its lower parts are, as overlayfs with
+  `redirect_dir=on` (EXDEV only when that path is longer than overlayfs
+  follows); an upper-only directory moved into a directory with lower parts
+  becomes opaque, so nothing hidden there reappears under it;
+- RENAME_EXCHANGE works the same way for both sides.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ from sandboxfs.overlay.directory import (
     layers,
     lookup_child,
     lower_has_entry,
+    lower_path,
     merged_names,
 )
 from sandboxfs.overlay.whiteout import (
     OPAQUE_XATTR,
+    REDIRECT_MAX,
+    REDIRECT_XATTR,
     clear_whiteouts,
     has_opaque_xattr,
     is_whiteout,
@@ -205,10 +209,28 @@ async def _upper_of(node: OverlayInode, d: OverlayInode, name: bytes) -> None:
         await link_alias(node, d, name)
 
 
-async def _make_opaque_if_needed(node: OverlayInode, into: OverlayInode) -> None:
-    """A directory moved into a directory with lower parts must hide them."""
+async def _redirect_path(node: OverlayInode) -> bytes | None:
+    """For a directory with lower parts about to move: the redirect it needs
+    (where those parts are). None for anything else. EXDEV past the length
+    overlayfs follows (`mv` then copies, as there)."""
+    if not node.is_dir or not await layers(node):
+        return None
+    path = lower_path(node)
+    if len(path) > REDIRECT_MAX:
+        raise err(errno.EXDEV)
+    return path
+
+
+async def _prepare_move(node: OverlayInode, redirect: bytes | None, into: OverlayInode) -> None:
+    """Before a copied-up directory moves into `into`: record its redirect,
+    or, upper-only, make it opaque when `into` has lower parts to hide."""
+    if not node.is_dir:
+        return
     assert node.upper is not None
-    if node.is_dir and await layers(into) and not await has_opaque_xattr(node.upper):
+    if redirect is not None:
+        await node.upper.setxattr(REDIRECT_XATTR, redirect)
+        node.redirect = redirect
+    elif await layers(into) and not await has_opaque_xattr(node.upper):
         await node.upper.setxattr(OPAQUE_XATTR, b"y")
 
 
@@ -249,8 +271,7 @@ async def rename(d1: OverlayInode, n1: bytes, new_parent: Inode, n2: bytes,
                 await _require_empty(dst, n2)
             elif src.is_dir:
                 raise err(errno.ENOTDIR, n2)
-        if src.is_dir and await layers(src):
-            raise err(errno.EXDEV)  # no redirect_dir: the caller copies
+        redirect = await _redirect_path(src)
         await _upper_of(src, d1, n1)
         await copy_up(d2)
         u1, u2 = d1.upper, d2.upper
@@ -265,8 +286,7 @@ async def rename(d1: OverlayInode, n1: bytes, new_parent: Inode, n2: bytes,
                 removed_whiteout = True
             elif stat.S_ISDIR(attr.mode):
                 await clear_whiteouts(existing)
-        if src.is_dir:
-            await _make_opaque_if_needed(src, d2)
+        await _prepare_move(src, redirect, d2)
         # A whiteout for the old name, made before anything moves.
         temp = await new_temp_whiteout(u1) if await lower_has_entry(d1, n1) else None
         try:
@@ -297,15 +317,14 @@ async def _exchange(d1: OverlayInode, n1: bytes, src: OverlayInode, d2: OverlayI
         return
     if src.is_dir and is_ancestor(src, d2) or dst.is_dir and is_ancestor(dst, d1):
         raise err(errno.EINVAL)
-    for node in (src, dst):
-        if node.is_dir and await layers(node):
-            raise err(errno.EXDEV)
+    src_redirect = await _redirect_path(src)
+    dst_redirect = await _redirect_path(dst)
     await _upper_of(src, d1, n1)
     await _upper_of(dst, d2, n2)
     u1, u2 = d1.upper, d2.upper
     assert u1 is not None and u2 is not None
-    await _make_opaque_if_needed(src, d2)
-    await _make_opaque_if_needed(dst, d1)
+    await _prepare_move(src, src_redirect, d2)
+    await _prepare_move(dst, dst_redirect, d1)
     # Both names stay occupied, so no whiteout is needed.
     await u1.rename(n1, u2, n2, RENAME_EXCHANGE)
     for node, (old_dir, old_name), (new_dir, new_name) in (

@@ -6,7 +6,11 @@ drive an on-disk upper and a previous upper can serve as a lower:
 - a *whiteout* is a character device 0/0: the name is deleted for every
   layer below;
 - an *opaque* directory carries the xattr `trusted.overlay.opaque` = `y`:
-  nothing of the layers below shows through it.
+  nothing of the layers below shows through it;
+- a *redirect* (`trusted.overlay.redirect`) on a directory of the upper
+  names where its lower parts are: `/a/b` from the root of every layer
+  below, or `b` (no slash) in the lowers of its parent. Renaming a directory
+  that has lower parts writes one, as overlayfs with `redirect_dir=on` does.
 
 Lowers may also carry OCI image-layer markers (image-spec `layer.md`):
 `.wh.NAME` hides NAME in the layers below its own, and `.wh..wh..opq` makes
@@ -24,6 +28,10 @@ from sandboxfs.vfs import Attr, Creds, Inode
 
 OVERLAY_XATTR_PREFIX = b"trusted.overlay."
 OPAQUE_XATTR = b"trusted.overlay.opaque"
+REDIRECT_XATTR = b"trusted.overlay.redirect"
+#: The longest redirect kernel overlayfs follows (its `redirect_max` default):
+#: a directory whose lower path is longer cannot be renamed (EXDEV), as there.
+REDIRECT_MAX = 256
 OCI_WHITEOUT_PREFIX = b".wh."
 OCI_OPAQUE_MARKER = b".wh..wh..opq"
 
@@ -68,6 +76,19 @@ async def has_opaque_xattr(directory: Inode) -> bool:
         if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
             return False
         raise
+
+
+async def read_redirect(directory: Inode) -> bytes | None:
+    """The directory's redirect xattr, or None (absent, or not a usable path)."""
+    try:
+        value = await directory.getxattr(REDIRECT_XATTR)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+            return None
+        raise
+    if not value or b"\0" in value or value.endswith(b"/") and value != b"/":
+        return None
+    return value
 
 
 async def make_whiteout(upper_dir: Inode, name: bytes) -> None:

@@ -16,10 +16,12 @@ from tests.integration.test_overlay_mount import make_lower
 
 
 @contextmanager
-def kernel_overlay(mnt: Path, lower: Path, upper: Path, work: Path) -> Iterator[Path]:
+def kernel_overlay(mnt: Path, lower: Path, upper: Path, work: Path,
+                   extra: str = "") -> Iterator[Path]:
     mnt.mkdir(exist_ok=True)
     subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={lower},upperdir={upper},workdir={work}", str(mnt)], check=True)
+                    f"lowerdir={lower},upperdir={upper},workdir={work}{extra}", str(mnt)],
+                   check=True)
     try:
         yield mnt
     finally:
@@ -77,6 +79,44 @@ def test_written_by_kernel_overlayfs_mounts_under_sandboxfs(
         seen = tree_digest(k)
     with mounted_layers(tmp_path / "m", lower, options=opts(upper, work)) as m:
         assert tree_digest(m) == seen
+
+
+def move_directories(root: Path) -> None:
+    """Renames of directories with lower parts: in place, across directories,
+    a child of a moved one, and one moved twice."""
+    os.rename(root / "dir", root / "dir-renamed")
+    os.rename(root / "dir-renamed" / "sub", root / "emptydir" / "sub-moved")
+    os.rename(root / "emptydir", root / "nested")
+    (root / "dir-renamed" / "after").write_text("after the move\n")
+
+
+def test_renamed_directories_survive_remount_and_read_under_kernel_overlayfs(
+        tmp_path: Path, layers: tuple[Path, Path, Path]) -> None:
+    lower, upper, work = layers
+    with mounted_layers(tmp_path / "m", lower, options=opts(upper, work)) as m:
+        move_directories(m)
+        seen = tree_digest(m)
+    assert "dir-renamed/a.txt" in seen and "nested/sub-moved/b.txt" in seen
+    assert "dir" not in seen
+    assert os.getxattr(upper / "dir-renamed", "trusted.overlay.redirect") == b"/dir"
+    with mounted_layers(tmp_path / "m2", lower, options=opts(upper, work)) as m2:
+        assert tree_digest(m2) == seen
+    with kernel_overlay(tmp_path / "k", lower, upper, work) as k:
+        assert tree_digest(k) == seen
+
+
+def test_directories_renamed_by_kernel_overlayfs_read_under_sandboxfs(
+        tmp_path: Path, layers: tuple[Path, Path, Path]) -> None:
+    lower, upper, work = layers
+    with kernel_overlay(tmp_path / "k", lower, upper, work, ",redirect_dir=on") as k:
+        move_directories(k)
+        seen = tree_digest(k)
+    # The kernel writes a relative redirect for a rename within one directory.
+    assert os.getxattr(upper / "dir-renamed", "trusted.overlay.redirect") == b"dir"
+    with mounted_layers(tmp_path / "m", lower, options=opts(upper, work)) as m:
+        assert tree_digest(m) == seen
+        os.rename(m / "dir-renamed", m / "nested" / "again")  # and moves on from there
+        assert (m / "nested" / "again" / "a.txt").read_text() == "a\n"
 
 
 def shutil_rmtree(path: Path) -> None:
