@@ -69,6 +69,9 @@ class DaemonConfig:
     sandbox_bundle: str | None = None  # the pod's sandbox bundle (its hints), for `pod add`
     restore_image: str | None = None  # a checkpoint image to fill the memory filesystems from
     upperdir: str | None = None  # plain layers over an on-disk upper (served read-write)
+    # Plain layers: each layer's host st_dev, upper first (None: memory), for
+    # inode numbers as overlayfs's xino (see overlay/inomap.py).
+    layer_devs: list[int | None] | None = None
     # A pod restored: its other containers (id, plan, gofer sockets), added at start.
     pod_extra: list[tuple[str, Plan, list[socket.socket]]] = field(default_factory=list)
 
@@ -108,14 +111,15 @@ async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> Served:
         # The last export is the on-disk upper: the overlay writes overlayfs's
         # format into it through the gofer, like any other upper.
         on_disk = remotes[-1].root
-        overlay = OverlayFs(on_disk, [remote.root for remote in remotes[:-1]])
+        overlay = OverlayFs(on_disk, [remote.root for remote in remotes[:-1]],
+                            layer_devs=cfg.layer_devs)
         return Served(FuseOps(overlay.root, CacheTimeouts.exclusive()), upper=on_disk)
     if cfg.plan is None:
         lowers: list[Inode] = [remote.root for remote in remotes]
         upper_fs = TmpFs(size_limit=cfg.upper_size)
         if image is not None:
             await restore_memory(image, Match({0: "0"}), {0: upper_fs.root})
-        overlay = OverlayFs(upper_fs.root, lowers)
+        overlay = OverlayFs(upper_fs.root, lowers, layer_devs=cfg.layer_devs)
         return Served(FuseOps(overlay.root, CacheTimeouts.exclusive()), upper=upper_fs.root,
                       memory={0: upper_fs})
     built = await build_namespace(cfg.plan, remotes, cfg.upper_size,

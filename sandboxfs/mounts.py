@@ -109,11 +109,17 @@ def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | 
         sandbox_bundle=pod.sandbox_bundle if pod else None,
         restore_image=restore_image,
         upperdir=upperdir,
+        layer_devs=None if plan is not None else _layer_devs(upperdir, lowers),
         pod_extra=list(pod.extra) if pod else [],
     )
     if foreground:
         return _run_foreground(cfg)
     return _run_daemonized(cfg)
+
+
+def _layer_devs(upperdir: str | None, lowers: list[str]) -> list[int | None]:
+    """The host filesystem of every layer, upper first (None: the memory upper)."""
+    return [os.stat(upperdir).st_dev if upperdir else None] + [os.stat(p).st_dev for p in lowers]
 
 
 @dataclass(frozen=True, slots=True)

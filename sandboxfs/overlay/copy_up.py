@@ -7,6 +7,8 @@ upper as it was.
 
 The parent's atime and mtime are restored after the copy lands in it.
 
+A copied file records the inode number it shows (`inomap`).
+
 What is copied: the file type, mode, owner, atime and mtime (ctime is the
 upper's own: the copy is a new inode), xattrs except `trusted.overlay.*`,
 symlink targets, device numbers, and the bytes of a regular file: in the
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from sandboxfs.overlay.whiteout import is_internal_xattr, maybe_lookup
+from sandboxfs.overlay.whiteout import ORIGIN_INO_XATTR, is_internal_xattr, maybe_lookup
 from sandboxfs.vfs import Attr, Creds, FileHandle, Inode, SetAttr
 
 if TYPE_CHECKING:
@@ -59,7 +61,8 @@ async def copy_up(node: OverlayInode, *, data: bool = True) -> None:
         layer, lower = node.lowers[0]
         attr = await lower.getattr()
         parent_times = await parent.upper.getattr()
-        upper = await copy_node(parent.upper, name, lower, attr, data=data)
+        upper = await copy_node(parent.upper, name, lower, attr, data=data,
+                                origin_ino=None if node.is_dir else node.ino)
         await _restore_times(parent.upper, parent_times)
         node.upper = upper
         node.fs.copied_up(node, upper)
@@ -92,9 +95,10 @@ async def _restore_times(upper_dir: Inode, before: Attr) -> None:
 
 
 async def copy_node(upper_dir: Inode, name: bytes, lower: Inode, attr: Attr, *,
-                    data: bool) -> Inode:
+                    data: bool, origin_ino: int | None = None) -> Inode:
     """A copy of `lower` (whose attributes are `attr`) made as `name` in
-    `upper_dir`; on failure nothing is left there."""
+    `upper_dir`; on failure nothing is left there. `origin_ino` is recorded
+    on the copy, for its number after a remount (`inomap`)."""
     creds = Creds(uid=attr.uid, gid=attr.gid)
     perms = attr.mode & 0o7777
     kind = stat.S_IFMT(attr.mode)
@@ -108,6 +112,8 @@ async def copy_node(upper_dir: Inode, name: bytes, lower: Inode, attr: Attr, *,
         new = await upper_dir.mknod(name, attr.mode, attr.rdev, creds)
     try:
         await _copy_xattrs(lower, new)
+        if origin_ino is not None:
+            await new.setxattr(ORIGIN_INO_XATTR, b"%d" % origin_ino)
         if kind == stat.S_IFREG and data and attr.size:
             await _copy_data(lower, new, attr.size)
         await new.setattr(SetAttr(

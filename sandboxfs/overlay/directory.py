@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import stat
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sandboxfs.overlay.copy_up import link_alias
@@ -152,7 +153,8 @@ async def find_child(d: OverlayInode, name: bytes) -> OverlayInode | None:
             if is_whiteout(attr):
                 return None
             if not stat.S_ISDIR(attr.mode):
-                return fs.nondir_node(UPPER, found, attr, d, name)
+                return fs.nondir_node(UPPER, found, attr, d, name,
+                                      await fs.upper_origin(found, attr))
             upper_dir = found
             redirect = await read_redirect(found) if fs.lower_roots else None
             if redirect is not None:
@@ -230,11 +232,11 @@ async def merged_names(d: OverlayInode) -> list[tuple[bytes, OverlayInode]]:
         return []
     while d.names is None:
         generation = d.generation
-        top, dirs, redirects = await _merge(d)
+        top, dirs, found = await _merge(d)
         if d.generation != generation:
             continue  # a name changed while the layers were read: read again
         # No await from here to the assignment: the tables stay exact.
-        names = _nodes_for(d, top, dirs, redirects)
+        names = _nodes_for(d, top, dirs, found)
         d.names = names
         for name, node in names:
             layer = top[name][0]
@@ -248,15 +250,16 @@ Tops = dict[bytes, tuple[int, DirEntry]]
 Dirs = dict[bytes, list[tuple[int, Inode]]]
 
 
-async def _merge(d: OverlayInode) -> tuple[Tops, Dirs, dict[bytes, bytes]]:
+async def _merge(d: OverlayInode) -> tuple[Tops, Dirs, Found]:
     """The top-most entry of every visible name, the directories that merge
-    under each directory name, and the (absolute) redirects of upper ones."""
+    under each directory name, and what else the upper said (`Found`)."""
     lowers = await layers(d)
     fs = d.fs
     closed: set[bytes] = set()  # decided: nothing below counts
     top: Tops = {}
     dirs: Dirs = {}
     redirects: dict[bytes, bytes] = {}
+    origins: dict[bytes, int | None] = {}
     if d.upper is not None:
         for e in await d.upper.readdir():
             if is_whiteout(e.attr):
@@ -273,6 +276,7 @@ async def _merge(d: OverlayInode) -> tuple[Tops, Dirs, dict[bytes, bytes]]:
                     closed.add(e.name)  # its lower parts are where the redirect says
             else:
                 closed.add(e.name)
+                origins[e.name] = await fs.upper_origin(e.inode, e.attr)
     for k, (layer, directory) in enumerate(lowers):
         listing = await fs.lower_listing(layer, directory)
         markers: list[bytes] = []
@@ -300,11 +304,20 @@ async def _merge(d: OverlayInode) -> tuple[Tops, Dirs, dict[bytes, bytes]]:
                 closed.add(name)
         if k < len(lowers) - 1:
             closed.update(markers)
-    return top, dirs, redirects
+    return top, dirs, Found(redirects, origins)
+
+
+@dataclass(slots=True)
+class Found:
+    """What a merge read besides names: the (absolute) redirects of upper
+    directories and the origins (`OverlayFs.upper_origin`) of upper files."""
+
+    redirects: dict[bytes, bytes]
+    origins: dict[bytes, int | None]
 
 
 def _nodes_for(d: OverlayInode, top: Tops, dirs: Dirs,
-               redirects: dict[bytes, bytes]) -> list[tuple[bytes, OverlayInode]]:
+               found: Found) -> list[tuple[bytes, OverlayInode]]:
     fs = d.fs
     result: list[tuple[bytes, OverlayInode]] = []
     for name, (layer, e) in top.items():
@@ -312,9 +325,11 @@ def _nodes_for(d: OverlayInode, top: Tops, dirs: Dirs,
         if node is None:
             if name in dirs:
                 upper = e.inode if layer == UPPER else None
-                node = fs.dir_node(d, name, upper, dirs[name], redirect=redirects.get(name))
+                node = fs.dir_node(d, name, upper, dirs[name],
+                                   redirect=found.redirects.get(name))
             else:
-                node = fs.nondir_node(layer, e.inode, e.attr, d, name)
+                node = fs.nondir_node(layer, e.inode, e.attr, d, name,
+                                      found.origins.get(name))
             d.children[name] = node
         result.append((name, node))
     return result

@@ -14,14 +14,17 @@ their parent's `children` table (they have one name).
 
 from __future__ import annotations
 
+import errno
 import stat
+from collections.abc import Sequence
 
 import trio
 
 from sandboxfs.overlay.inode import OverlayInode
-from sandboxfs.overlay.inomap import ROOT_INO, UPPER, InoAllocator
+from sandboxfs.overlay.inomap import ROOT_INO, UPPER, InoAllocator, layer_fsids
 from sandboxfs.overlay.whiteout import (
     OCI_OPAQUE_MARKER,
+    ORIGIN_INO_XATTR,
     has_opaque_xattr,
     maybe_lookup,
     read_redirect,
@@ -38,10 +41,14 @@ class OverlayFs:
     Copy-up never takes `ns_lock`, so namespace operations may copy up.
     """
 
-    def __init__(self, upper: Inode, lowers: list[Inode]) -> None:
+    def __init__(self, upper: Inode, lowers: list[Inode], *,
+                 layer_devs: Sequence[int | None] | None = None) -> None:
+        """`layer_devs`: the host st_dev of every layer, upper first (None for
+        a memory upper), for inode numbers as overlayfs's xino; without it
+        lowers keep their host numbers as long as they do not collide."""
         self.upper_root = upper
         self.lower_roots = list(lowers)
-        self.inos = InoAllocator()
+        self.inos = InoAllocator(layer_fsids(layer_devs) if layer_devs is not None else None)
         #: Non-directory nodes by (layer, inode number in that layer).
         self.nodes: dict[tuple[int, int], OverlayInode] = {}
         #: Lower listings by (layer, inode number): lowers never change.
@@ -93,20 +100,36 @@ class OverlayFs:
             self._opaque[key] = opaque
         return opaque
 
+    async def upper_origin(self, upper: Inode, attr: Attr) -> int | None:
+        """The number an upper file met for the first time should have: the
+        one its copy-up recorded, else its own composed one."""
+        if self.inos.known((UPPER, attr.ino)):
+            return None  # decided already
+        try:
+            recorded = await upper.getxattr(ORIGIN_INO_XATTR)
+        except OSError as exc:
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+                raise
+        else:
+            if recorded.isdigit():
+                return int(recorded)
+        return self.inos.natural(UPPER, attr.ino)
+
     # -- nodes -------------------------------------------------------------
 
     def nondir_node(self, layer: int, inode: Inode, attr: Attr, parent: OverlayInode,
-                    name: bytes) -> OverlayInode:
-        """The one node of a non-directory met at (parent, name) in `layer`."""
+                    name: bytes, origin: int | None = None) -> OverlayInode:
+        """The one node of a non-directory met at (parent, name) in `layer`;
+        for the upper, `origin` is what `upper_origin` said."""
         key = (layer, attr.ino)
         node = self.nodes.get(key)
         if node is None:
             if layer == UPPER:
-                node = OverlayInode(self, stat.S_IFMT(attr.mode), self.inos.grant(key, None),
+                node = OverlayInode(self, stat.S_IFMT(attr.mode), self.inos.grant(key, origin),
                                     upper=inode)
             else:
                 node = OverlayInode(self, stat.S_IFMT(attr.mode),
-                                    self.inos.grant(key, attr.ino),
+                                    self.inos.grant_natural(layer, attr.ino),
                                     lowers=[(layer, inode)], nlink=attr.nlink)
             self.nodes[key] = node
         node.add_alias(parent, name)
@@ -120,10 +143,10 @@ class OverlayFs:
         redirect they were found by, if any."""
         if lowers:
             layer, top = lowers[0]
-            ino = self.inos.grant((layer, top.ino), top.ino)
+            ino = self.inos.grant_natural(layer, top.ino)
         else:
             assert upper is not None
-            ino = self.inos.grant((UPPER, upper.ino), None)
+            ino = self.inos.grant_natural(UPPER, upper.ino)
         node = OverlayInode(self, stat.S_IFDIR, ino, upper=upper, lowers=lowers)
         node.redirect = redirect
         node.add_alias(parent, name)
@@ -136,7 +159,8 @@ class OverlayFs:
             node = self.dir_node(parent, name, upper, [])
             node.mark_resolved()
             return node
-        return self.nondir_node(UPPER, upper, attr, parent, name)
+        return self.nondir_node(UPPER, upper, attr, parent, name,
+                                self.inos.natural(UPPER, attr.ino))
 
     def copied_up(self, node: OverlayInode, upper: Inode) -> None:
         """`node` now has `upper`: later meetings of that upper inode find it."""

@@ -29,6 +29,9 @@ from sandboxfs.vfs import Attr, Creds, Inode
 OVERLAY_XATTR_PREFIX = b"trusted.overlay."
 OPAQUE_XATTR = b"trusted.overlay.opaque"
 REDIRECT_XATTR = b"trusted.overlay.redirect"
+#: sandboxfs's own: the inode number a copied-up file showed (`inomap`).
+#: Kernel overlayfs hides and ignores `trusted.overlay.*` names it does not know.
+ORIGIN_INO_XATTR = b"trusted.overlay.sandboxfs.ino"
 #: The longest redirect kernel overlayfs follows (its `redirect_max` default):
 #: a directory whose lower path is longer cannot be renamed (EXDEV), as there.
 REDIRECT_MAX = 256

@@ -1,7 +1,8 @@
 """The same operation script on sandboxfs and on kernel overlayfs, trees compared.
 
 Kernel overlayfs (lower dir + tmpfs upper, `index=on` so lower hardlinks stay
-one file after copy-up, as sandboxfs keeps them) is the reference. Each step
+one file after copy-up, as sandboxfs keeps them, and `redirect_dir=on` so
+directories with lower parts move, as in sandboxfs) is the reference. Each step
 records its outcome (ok or the errno), and afterwards the merged trees are
 compared by name, type, mode, owner, size, link count, bytes and link target.
 """
@@ -81,7 +82,8 @@ def kernel_overlay(tmp: Path, lower: Path) -> Iterator[Path]:
         (upper_fs / "u").mkdir()
         (upper_fs / "w").mkdir()
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                        f"lowerdir={lower},upperdir={upper_fs}/u,workdir={upper_fs}/w,index=on",
+                        f"lowerdir={lower},upperdir={upper_fs}/u,workdir={upper_fs}/w,index=on,"
+                        "redirect_dir=on",
                         str(mnt)], check=True)
         try:
             yield mnt

@@ -156,3 +156,51 @@ def test_two_hundred_lowers_first_on_top(tmp_path: Path) -> None:
         (m / "only150").unlink()
         assert not (m / "only150").exists()
     assert (layers[150] / "only150").read_text() == "150\n"
+
+
+@contextmanager
+def tmpfs_at(path: Path) -> Iterator[Path]:
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "layer", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def inode_numbers(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.lstat().st_ino for p in root.rglob("*")}
+
+
+def test_inode_numbers_distinct_across_layers_and_stable_across_copy_up_and_remount(
+        tmp_path: Path) -> None:
+    upper, work, same = tmp_path / "upper", tmp_path / "work", tmp_path / "same"
+    for d in (upper, work, same):
+        d.mkdir()
+    (same / "host").write_text("on the upper's filesystem\n")
+    with tmpfs_at(tmp_path / "a") as a, tmpfs_at(tmp_path / "b") as b:
+        for layer in (a, b):  # two fresh tmpfs: the same host numbers in each
+            (layer / f"only-{layer.name}").write_text(layer.name)
+            (layer / f"dir-{layer.name}").mkdir()
+            (layer / f"dir-{layer.name}" / "f").write_text("f\n")
+        assert (a / "only-a").stat().st_ino == (b / "only-b").stat().st_ino
+        options = f"upperdir={upper},workdir={work}"
+        with mounted_layers(tmp_path / "m", same, a, b, options=options) as m:
+            first = inode_numbers(m)
+            assert len(set(first.values())) == len(first)  # distinct across layers
+            assert first["host"] == (same / "host").stat().st_ino  # fsid 0: unchanged
+            assert {p.lstat().st_dev for p in m.rglob("*")} == {m.stat().st_dev}
+            with open(m / "only-a", "a") as f:  # copy-ups keep their numbers
+                f.write("more")
+            with open(m / "dir-b" / "f", "a") as f:
+                f.write("more")
+            os.rename(m / "dir-a", m / "dir-a-moved")
+            (m / "new").write_text("upper only\n")
+            (m / "newdir").mkdir()
+            during = inode_numbers(m)
+        for name in ("only-a", "dir-b/f", "dir-b", "host"):
+            assert during[name] == first[name], name
+        assert during["dir-a-moved"] == first["dir-a"]
+        assert during["dir-a-moved/f"] == first["dir-a/f"]
+        with mounted_layers(tmp_path / "m2", same, a, b, options=options) as m2:
+            assert inode_numbers(m2) == during

@@ -181,7 +181,8 @@ async def test_copy_up_data_metadata_xattrs() -> None:
     assert (ua.mode, ua.uid, ua.gid, ua.atime_ns, ua.mtime_ns, ua.size) == (
         la.mode, 11, 22, 123, 456, len(big))
     assert await read_all(up) == big
-    assert sorted(await up.listxattr()) == [b"security.b", b"user.a", b"user.c"]
+    assert sorted(await up.listxattr()) == [b"security.b", b"trusted.overlay.sandboxfs.ino",
+                                            b"user.a", b"user.c"]
     assert (await node.getattr()).ino == la.ino
     # Parents are copied with their metadata; symlinks and fifos copy too.
     await write_at(await walk(fs.root, "dir/f"), 0, b"F", os.O_RDWR)
