@@ -184,6 +184,7 @@ def _cmd_fuse_form(argv: Sequence[str]) -> int:
         kernel_flags=opts.kernel_flags,
         foreground=args.foreground,
         log_path=args.log,
+        idmap=opts.idmapping(),
     )
 
 

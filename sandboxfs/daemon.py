@@ -34,6 +34,7 @@ from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.control import server as control
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
 from sandboxfs.gofer_proc import Export, GoferProcess
+from sandboxfs.idmap import IdMapping
 from sandboxfs.mountns import REVALIDATE, UNCACHED, Mount
 from sandboxfs.overlay import OverlayFs
 from sandboxfs.overlay.changes import upper_changes
@@ -72,6 +73,7 @@ class DaemonConfig:
     # Plain layers: each layer's host st_dev, upper first (None: memory), for
     # inode numbers as overlayfs's xino (see overlay/inomap.py).
     layer_devs: list[int | None] | None = None
+    idmap: IdMapping | None = None  # plain layers: owners shifted (sandboxfs/idmap.py)
     # A pod restored: its other containers (id, plan, gofer sockets), added at start.
     pod_extra: list[tuple[str, Plan, list[socket.socket]]] = field(default_factory=list)
 
@@ -113,15 +115,16 @@ async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> Served:
         on_disk = remotes[-1].root
         overlay = OverlayFs(on_disk, [remote.root for remote in remotes[:-1]],
                             layer_devs=cfg.layer_devs)
-        return Served(FuseOps(overlay.root, CacheTimeouts.exclusive()), upper=on_disk)
+        return Served(FuseOps(overlay.root, CacheTimeouts.exclusive(), idmap=cfg.idmap),
+                      upper=on_disk)
     if cfg.plan is None:
         lowers: list[Inode] = [remote.root for remote in remotes]
         upper_fs = TmpFs(size_limit=cfg.upper_size)
         if image is not None:
             await restore_memory(image, Match({0: "0"}), {0: upper_fs.root})
         overlay = OverlayFs(upper_fs.root, lowers, layer_devs=cfg.layer_devs)
-        return Served(FuseOps(overlay.root, CacheTimeouts.exclusive()), upper=upper_fs.root,
-                      memory={0: upper_fs})
+        return Served(FuseOps(overlay.root, CacheTimeouts.exclusive(), idmap=cfg.idmap),
+                      upper=upper_fs.root, memory={0: upper_fs})
     built = await build_namespace(cfg.plan, remotes, cfg.upper_size,
                                   restoring=image is not None)
     if image is not None:

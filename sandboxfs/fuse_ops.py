@@ -23,6 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
 
+from sandboxfs.idmap import IdMapping
 from sandboxfs.pause import Pauser
 from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr
 
@@ -109,10 +110,13 @@ class FuseOps(pyfuse3.Operations):
     enable_acl = False
 
     def __init__(self, root: Inode, timeouts: CacheTimeouts | None = None, *,
-                 timeouts_for: Callable[[Inode], CacheTimeouts] | None = None) -> None:
+                 timeouts_for: Callable[[Inode], CacheTimeouts] | None = None,
+                 idmap: IdMapping | None = None) -> None:
         """`timeouts` apply to every inode, unless `timeouts_for` gives each
-        inode's own (per-mount cache policies)."""
+        inode's own (per-mount cache policies). `idmap` shifts owners between
+        the filesystem and the kernel (an id-mapped mount, sandboxfs/idmap.py)."""
         super().__init__()
+        self._idmap = idmap
         self._timeouts = timeouts or CacheTimeouts.exclusive()
         self._timeouts_for = timeouts_for
         self.pauser = Pauser()
@@ -169,8 +173,12 @@ class FuseOps(pyfuse3.Operations):
         entry.attr_timeout = timeouts.attr
         entry.st_mode = attr.mode
         entry.st_nlink = attr.nlink
-        entry.st_uid = attr.uid
-        entry.st_gid = attr.gid
+        if self._idmap is None:
+            entry.st_uid = attr.uid
+            entry.st_gid = attr.gid
+        else:
+            entry.st_uid = self._idmap.uid.shown(attr.uid)
+            entry.st_gid = self._idmap.gid.shown(attr.gid)
         entry.st_rdev = attr.rdev
         entry.st_size = attr.size
         entry.st_blksize = attr.blksize
@@ -187,9 +195,10 @@ class FuseOps(pyfuse3.Operations):
         attr = await inode.getattr()
         return self._entry(self._remember(inode, attr), attr, inode)
 
-    @staticmethod
-    def _creds(ctx: pyfuse3.RequestContext) -> Creds:
-        return Creds(uid=ctx.uid, gid=ctx.gid)
+    def _creds(self, ctx: pyfuse3.RequestContext) -> Creds:
+        if self._idmap is None:
+            return Creds(uid=ctx.uid, gid=ctx.gid)
+        return Creds(uid=self._idmap.uid.stored(ctx.uid), gid=self._idmap.gid.stored(ctx.gid))
 
     # -- lookups and attributes --------------------------------------------
 
@@ -217,10 +226,15 @@ class FuseOps(pyfuse3.Operations):
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
                       fields: pyfuse3.SetattrFields, fh: int | None,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        uid = attr.st_uid if fields.update_uid else None
+        gid = attr.st_gid if fields.update_gid else None
+        if self._idmap is not None:
+            uid = None if uid is None else self._idmap.uid.stored(uid)
+            gid = None if gid is None else self._idmap.gid.stored(gid)
         changes = SetAttr(
             mode=(attr.st_mode & 0o7777) if fields.update_mode else None,
-            uid=attr.st_uid if fields.update_uid else None,
-            gid=attr.st_gid if fields.update_gid else None,
+            uid=uid,
+            gid=gid,
             size=attr.st_size if fields.update_size else None,
             atime_ns=attr.st_atime_ns if fields.update_atime else None,
             mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,

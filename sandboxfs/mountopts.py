@@ -9,7 +9,10 @@ something to FUSE.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+from sandboxfs.idmap import IdMapError, IdMapping, IdRange, mapping_of, parse_id, parse_ranges
 
 # Generic mount(8) options mount.fuse3 may hand us. The ones FUSE understands
 # are passed on to the kernel mount; the rest mean nothing for us.
@@ -26,6 +29,14 @@ class OptionError(ValueError):
     """An option we do not accept; the message names it."""
 
 
+#: Id-mapping options (sandboxfs/idmap.py): fuse-overlayfs's and containerd's names.
+UID_MAP_KEYS = ("uidmapping", "uidmap")
+GID_MAP_KEYS = ("gidmapping", "gidmap")
+#: A bare `INSIDE:OUTSIDE:LENGTH` after a mapping option continues it: the
+#: `0:1000:1,1:110000:65536` form had its comma taken for an option separator.
+_TRIPLE = re.compile(r"^\d+:\d+:\d+$")
+
+
 @dataclass(slots=True)
 class MountOptions:
     """What the options ask of the mount."""
@@ -39,6 +50,16 @@ class MountOptions:
     fsname: str | None = None
     foreground: bool = False
     log: str | None = None
+    uid_ranges: tuple[IdRange, ...] = ()
+    gid_ranges: tuple[IdRange, ...] = ()
+    squash_uid: int | None = None
+    squash_gid: int | None = None
+
+    def idmapping(self) -> IdMapping | None:
+        """The id mapping asked for, or None when owners are shown as stored."""
+        mapping = mapping_of(self.uid_ranges, self.gid_ranges,
+                             squash_uid=self.squash_uid, squash_gid=self.squash_gid)
+        return None if mapping.is_identity else mapping
 
 
 def split_lowerdir(value: str) -> list[str]:
@@ -103,9 +124,20 @@ def parse_mount_options(texts: list[str]) -> MountOptions:
     """Parse every `-o` argument given, in order; later options win."""
     opts = MountOptions()
     for text in texts:
+        continuing: tuple[str, str] | None = None  # (option, value so far)
         for item in split_options(text):
+            if continuing is not None and _TRIPLE.match(item):
+                continuing = (continuing[0], continuing[1] + "," + item)
+                _set_idmap(opts, *continuing)
+                continue
+            continuing = None
             key, _, value = item.partition("=")
-            if key == "lowerdir":
+            if key in UID_MAP_KEYS + GID_MAP_KEYS:
+                _set_idmap(opts, key, value)
+                continuing = (key, value)
+            elif key in ("squash_to_root", "squash_to_uid", "squash_to_gid"):
+                _set_squash(opts, key, value)
+            elif key == "lowerdir":
                 opts.lowerdirs = split_lowerdir(value)
             elif key == "upper":
                 if value != "memory":
@@ -132,3 +164,30 @@ def parse_mount_options(texts: list[str]) -> MountOptions:
             else:
                 raise OptionError(f"unknown mount option {item!r}")
     return opts
+
+
+def _set_idmap(opts: MountOptions, key: str, value: str) -> None:
+    try:
+        ranges = parse_ranges(key, value)
+    except IdMapError as exc:
+        raise OptionError(str(exc)) from None
+    if key in UID_MAP_KEYS:
+        opts.uid_ranges = ranges
+    else:
+        opts.gid_ranges = ranges
+
+
+def _set_squash(opts: MountOptions, key: str, value: str) -> None:
+    if key == "squash_to_root":
+        if value:
+            raise OptionError(f"squash_to_root={value!r}: takes no value")
+        opts.squash_uid = opts.squash_gid = 0
+        return
+    try:
+        number = parse_id(key, value)
+    except IdMapError as exc:
+        raise OptionError(str(exc)) from None
+    if key == "squash_to_uid":
+        opts.squash_uid = number
+    else:
+        opts.squash_gid = number

@@ -28,6 +28,7 @@ import trio
 
 from sandboxfs.daemon import DaemonConfig, default_upper_size, serve
 from sandboxfs.gofer_proc import Export
+from sandboxfs.idmap import IdMapping
 from sandboxfs.plan import Plan
 from sandboxfs.pod.serve import serve_pod
 
@@ -85,7 +86,8 @@ def is_mounted(mountpoint: str) -> bool:
 def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | None,
           kernel_flags: list[str], foreground: bool, log_path: str | None,
           plan: Plan | None = None, pod: PodSettings | None = None,
-          restore_image: str | None = None, upperdir: str | None = None) -> int:
+          restore_image: str | None = None, upperdir: str | None = None,
+          idmap: IdMapping | None = None) -> int:
     """Mount plain layers (`lowers`, top-most first), or a bundle's whole
     `plan` (then `lowers` is unused), or a pod whose first container has that
     plan; returns the exit status."""
@@ -110,6 +112,7 @@ def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | 
         restore_image=restore_image,
         upperdir=upperdir,
         layer_devs=None if plan is not None else _layer_devs(upperdir, lowers),
+        idmap=idmap,
         pod_extra=list(pod.extra) if pod else [],
     )
     if foreground:
