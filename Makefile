@@ -6,7 +6,7 @@ PY        := $(VENV)/bin/python
 DEB_PKGS  := fuse3 libfuse3-dev pkg-config gcc diod fuse-overlayfs busybox-static attr git
 STAMP     := $(VENV)/.setup-stamp
 
-.PHONY: setup demo test lint typecheck bench bench-quick clean
+.PHONY: setup demo test lint typecheck bench bench-quick bench-idmap clean
 
 # mount(8) runs fuse helpers with a fixed PATH, so `mount -t fuse.sandboxfs` and
 # mount.fuse3 find the command only in a system directory: link this checkout's.
@@ -43,6 +43,10 @@ bench: setup $(BENCH_STAMP)
 
 bench-quick: setup $(BENCH_STAMP)
 	$(PY) -m bench --quick $(BENCH_ARGS)
+
+# An id-mapped mount against chown -R of a copy, on the suite's cached trees.
+bench-idmap: setup $(BENCH_STAMP)
+	$(PY) -m bench.idmap $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) examples/bundle/rootfs
