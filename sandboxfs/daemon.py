@@ -74,6 +74,7 @@ class DaemonConfig:
     # inode numbers as overlayfs's xino (see overlay/inomap.py).
     layer_devs: list[int | None] | None = None
     idmap: IdMapping | None = None  # plain layers: owners shifted (sandboxfs/idmap.py)
+    redirect_dir: bool = True  # False: lower directories do not move (dev sessions)
     # A pod restored: its other containers (id, plan, gofer sockets), added at start.
     pod_extra: list[tuple[str, Plan, list[socket.socket]]] = field(default_factory=list)
 
@@ -122,7 +123,8 @@ async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> Served:
         upper_fs = TmpFs(size_limit=cfg.upper_size)
         if image is not None:
             await restore_memory(image, Match({0: "0"}), {0: upper_fs.root})
-        overlay = OverlayFs(upper_fs.root, lowers, layer_devs=cfg.layer_devs)
+        overlay = OverlayFs(upper_fs.root, lowers, layer_devs=cfg.layer_devs,
+                            redirect_dir=cfg.redirect_dir)
         return Served(FuseOps(overlay.root, CacheTimeouts.exclusive(), idmap=cfg.idmap),
                       upper=upper_fs.root, memory={0: upper_fs})
     built = await build_namespace(cfg.plan, remotes, cfg.upper_size,

@@ -67,7 +67,10 @@ def _ensure_mounted(session: Session, fresh: bool) -> int:
     return mounts.mount(mountpoint=str(session.mountpoint), lowers=[session.directory],
                         fsname=f"sandboxfs-session:{session.name}", upper_size=None,
                         kernel_flags=[], foreground=False, log_path=None,
-                        restore_image=str(image) if image is not None else None)
+                        restore_image=str(image) if image is not None else None,
+                        # diff, commit and export read the upper alone: a moved
+                        # directory must be copied there whole (mv does, on EXDEV).
+                        redirect_dir=False)
 
 
 def _keep_upper(session: Session) -> None:

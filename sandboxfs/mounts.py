@@ -87,7 +87,7 @@ def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | 
           kernel_flags: list[str], foreground: bool, log_path: str | None,
           plan: Plan | None = None, pod: PodSettings | None = None,
           restore_image: str | None = None, upperdir: str | None = None,
-          idmap: IdMapping | None = None) -> int:
+          idmap: IdMapping | None = None, redirect_dir: bool = True) -> int:
     """Mount plain layers (`lowers`, top-most first), or a bundle's whole
     `plan` (then `lowers` is unused), or a pod whose first container has that
     plan; returns the exit status."""
@@ -113,6 +113,7 @@ def mount(*, mountpoint: str, lowers: list[str], fsname: str, upper_size: int | 
         upperdir=upperdir,
         layer_devs=None if plan is not None else _layer_devs(upperdir, lowers),
         idmap=idmap,
+        redirect_dir=redirect_dir,
         pod_extra=list(pod.extra) if pod else [],
     )
     if foreground:

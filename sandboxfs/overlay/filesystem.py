@@ -42,10 +42,15 @@ class OverlayFs:
     """
 
     def __init__(self, upper: Inode, lowers: list[Inode], *,
-                 layer_devs: Sequence[int | None] | None = None) -> None:
+                 layer_devs: Sequence[int | None] | None = None,
+                 redirect_dir: bool = True) -> None:
         """`layer_devs`: the host st_dev of every layer, upper first (None for
         a memory upper), for inode numbers as overlayfs's xino; without it
-        lowers keep their host numbers as long as they do not collide."""
+        lowers keep their host numbers as long as they do not collide.
+        `redirect_dir=False`: a directory with lower parts cannot be renamed
+        (EXDEV, `mv` copies), so the upper alone holds every change (what a
+        dev session's diff and commit read)."""
+        self.redirect_dir = redirect_dir
         self.upper_root = upper
         self.lower_roots = list(lowers)
         self.inos = InoAllocator(layer_fsids(layer_devs) if layer_devs is not None else None)

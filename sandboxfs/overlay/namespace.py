@@ -216,7 +216,7 @@ async def _redirect_path(node: OverlayInode) -> bytes | None:
     if not node.is_dir or not await layers(node):
         return None
     path = lower_path(node)
-    if len(path) > REDIRECT_MAX:
+    if len(path) > REDIRECT_MAX or not node.fs.redirect_dir:
         raise err(errno.EXDEV)
     return path
 

@@ -48,6 +48,11 @@ rm -r build
 rm -r docs && mkdir docs && echo c > docs/c.md
 """
 
+MOVE = """set -e
+cd {p}
+mv src code
+"""
+
 
 def test_shell_keeps_the_host_untouched_and_diff_shows_changes(project: Path) -> None:
     before = tree_digest(project)
@@ -109,6 +114,15 @@ def test_commit_refuses_host_conflicts_then_applies(project: Path) -> None:
     assert sorted(os.listdir(project / "docs")) == ["c.md"]
     assert json.loads(sandboxfs("diff", "proj", "--json").stdout) == {
         "added": [], "modified": [], "deleted": []}
+
+
+def test_a_moved_directory_commits_whole(project: Path) -> None:
+    assert shell(project, MOVE.format(p=project)) == 0
+    diff = json.loads(sandboxfs("diff", "proj", "--json").stdout)
+    assert "code/main.py" in diff["added"] and "src" in diff["deleted"]
+    sandboxfs("commit", "proj")
+    assert (project / "code" / "main.py").read_text() == "print('hello')\n"
+    assert not (project / "src").exists()
 
 
 @pytest.mark.parametrize("gzip", [False, True])
