@@ -115,7 +115,7 @@ async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> Served:
         # format into it through the gofer, like any other upper.
         on_disk = remotes[-1].root
         overlay = OverlayFs(on_disk, [remote.root for remote in remotes[:-1]],
-                            layer_devs=cfg.layer_devs)
+                            layer_devs=cfg.layer_devs, upper_markers=True)
         return Served(FuseOps(overlay.root, CacheTimeouts.exclusive(), idmap=cfg.idmap),
                       upper=on_disk)
     if cfg.plan is None:

@@ -11,14 +11,11 @@ added from modified by looking at the lower).
 
 from __future__ import annotations
 
-import errno
 import stat
 from dataclasses import dataclass
 
-from sandboxfs.overlay.whiteout import is_whiteout
+from sandboxfs.overlay.whiteout import has_opaque_xattr, is_whiteout
 from sandboxfs.vfs import Attr, Inode
-
-OPAQUE_XATTR = b"trusted.overlay.opaque"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +31,7 @@ class Change:
 
 
 async def _is_opaque(node: Inode) -> bool:
-    try:
-        return await node.getxattr(OPAQUE_XATTR) == b"y"
-    except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
-            return False
-        raise
+    return await has_opaque_xattr(node)
 
 
 def _kind(attr: Attr) -> str:

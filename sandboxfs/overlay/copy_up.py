@@ -31,7 +31,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from sandboxfs.overlay.whiteout import ORIGIN_INO_XATTR, is_internal_xattr, maybe_lookup
+from sandboxfs.overlay.whiteout import (
+    ORIGIN_INO,
+    is_internal_xattr,
+    maybe_lookup,
+    write_format_xattr,
+)
 from sandboxfs.vfs import Attr, Creds, FileHandle, Inode, SetAttr
 
 if TYPE_CHECKING:
@@ -113,7 +118,7 @@ async def copy_node(upper_dir: Inode, name: bytes, lower: Inode, attr: Attr, *,
     try:
         await _copy_xattrs(lower, new)
         if origin_ino is not None:
-            await new.setxattr(ORIGIN_INO_XATTR, b"%d" % origin_ino)
+            await write_format_xattr(new, ORIGIN_INO, b"%d" % origin_ino)
         if kind == stat.S_IFREG and data and attr.size:
             await _copy_data(lower, new, attr.size)
         await new.setattr(SetAttr(

@@ -28,7 +28,6 @@ from sandboxfs.overlay.copy_up import link_alias
 from sandboxfs.overlay.inomap import UPPER
 from sandboxfs.overlay.whiteout import (
     OCI_OPAQUE_MARKER,
-    has_opaque_xattr,
     is_oci_marker,
     is_whiteout,
     maybe_lookup,
@@ -52,7 +51,7 @@ async def layers(d: OverlayInode) -> list[tuple[int, Inode]]:
     if d.resolved:
         return d.lowers
     lowers = d.lowers
-    if d.upper is not None and await has_opaque_xattr(d.upper):
+    if d.upper is not None and await d.fs.whiteouts.is_opaque(d.upper):
         lowers = []
     else:
         bottom = len(d.fs.lower_roots)  # nothing lies below that layer
@@ -146,6 +145,8 @@ async def find_child(d: OverlayInode, name: bytes) -> OverlayInode | None:
     lowers = await layers(d)
     fs = d.fs
     upper_dir: Inode | None = None
+    if fs.whiteouts.markers and is_oci_marker(name):
+        return None  # the upper's own markers are format, never names
     if d.upper is not None:
         found = await maybe_lookup(d.upper, name)
         if found is not None:
@@ -162,6 +163,8 @@ async def find_child(d: OverlayInode, name: bytes) -> OverlayInode | None:
                 return fs.dir_node(d, name, upper_dir, await lowers_at(fs, path, below=UPPER),
                                    redirect=path)
     candidates: list[tuple[int, Inode]] = []
+    if lowers and d.upper is not None and await fs.whiteouts.is_marked(d.upper, name):
+        lowers = []  # an OCI marker in the upper hides the name below
     if not is_oci_marker(name):
         for k, (layer, _) in enumerate(lowers):
             found = await _lower_layer_entry(d, k, name)
@@ -205,6 +208,8 @@ async def lower_has_entry(d: OverlayInode, name: bytes) -> bool:
     it needs a whiteout in the upper)."""
     lowers = await layers(d)
     if is_oci_marker(name):
+        return False
+    if lowers and d.upper is not None and await d.fs.whiteouts.is_marked(d.upper, name):
         return False
     for k in range(len(lowers)):
         found = await _lower_layer_entry(d, k, name)
@@ -264,6 +269,10 @@ async def _merge(d: OverlayInode) -> tuple[Tops, Dirs, Found]:
         for e in await d.upper.readdir():
             if is_whiteout(e.attr):
                 closed.add(e.name)
+                continue
+            if fs.whiteouts.markers and is_oci_marker(e.name):
+                if e.name != OCI_OPAQUE_MARKER:
+                    closed.add(e.name[len(b".wh."):])
                 continue
             top[e.name] = (UPPER, e)
             if stat.S_ISDIR(e.attr.mode):

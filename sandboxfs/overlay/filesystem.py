@@ -14,7 +14,6 @@ their parent's `children` table (they have one name).
 
 from __future__ import annotations
 
-import errno
 import stat
 from collections.abc import Sequence
 
@@ -24,9 +23,11 @@ from sandboxfs.overlay.inode import OverlayInode
 from sandboxfs.overlay.inomap import ROOT_INO, UPPER, InoAllocator, layer_fsids
 from sandboxfs.overlay.whiteout import (
     OCI_OPAQUE_MARKER,
-    ORIGIN_INO_XATTR,
+    ORIGIN_INO,
+    Whiteouts,
     has_opaque_xattr,
     maybe_lookup,
+    read_format_xattr,
     read_redirect,
 )
 from sandboxfs.vfs import Attr, DirEntry, Inode
@@ -43,14 +44,17 @@ class OverlayFs:
 
     def __init__(self, upper: Inode, lowers: list[Inode], *,
                  layer_devs: Sequence[int | None] | None = None,
-                 redirect_dir: bool = True) -> None:
+                 redirect_dir: bool = True, upper_markers: bool = False) -> None:
         """`layer_devs`: the host st_dev of every layer, upper first (None for
         a memory upper), for inode numbers as overlayfs's xino; without it
         lowers keep their host numbers as long as they do not collide.
         `redirect_dir=False`: a directory with lower parts cannot be renamed
         (EXDEV, `mv` copies), so the upper alone holds every change (what a
-        dev session's diff and commit read)."""
+        dev session's diff and commit read). `upper_markers`: the upper may
+        hold OCI `.wh.` markers (an on-disk upper whose gofer cannot mknod
+        whiteouts); names starting with `.wh.` are then reserved."""
         self.redirect_dir = redirect_dir
+        self.whiteouts = Whiteouts(markers=upper_markers)
         self.upper_root = upper
         self.lower_roots = list(lowers)
         self.inos = InoAllocator(layer_fsids(layer_devs) if layer_devs is not None else None)
@@ -110,14 +114,9 @@ class OverlayFs:
         one its copy-up recorded, else its own composed one."""
         if self.inos.known((UPPER, attr.ino)):
             return None  # decided already
-        try:
-            recorded = await upper.getxattr(ORIGIN_INO_XATTR)
-        except OSError as exc:
-            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
-                raise
-        else:
-            if recorded.isdigit():
-                return int(recorded)
+        recorded = await read_format_xattr(upper, ORIGIN_INO)
+        if recorded is not None and recorded.isdigit():
+            return int(recorded)
         return self.inos.natural(UPPER, attr.ino)
 
     # -- nodes -------------------------------------------------------------

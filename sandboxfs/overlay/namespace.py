@@ -37,16 +37,14 @@ from sandboxfs.overlay.directory import (
     merged_names,
 )
 from sandboxfs.overlay.whiteout import (
-    OPAQUE_XATTR,
+    OPAQUE,
+    REDIRECT,
     REDIRECT_MAX,
-    REDIRECT_XATTR,
-    clear_whiteouts,
     has_opaque_xattr,
+    is_oci_marker,
     is_whiteout,
-    make_whiteout,
     maybe_lookup,
-    new_temp_whiteout,
-    replace_with_whiteout,
+    write_format_xattr,
 )
 from sandboxfs.vfs import Inode
 
@@ -70,6 +68,14 @@ def check_name(name: bytes) -> None:
         raise err(errno.ENAMETOOLONG, name)
 
 
+def check_new_name(d: OverlayInode, name: bytes) -> None:
+    """`check_name`, and EINVAL for a `.wh.` name where the upper holds OCI
+    markers: it would read back as a whiteout."""
+    check_name(name)
+    if d.fs.whiteouts.markers and is_oci_marker(name):
+        raise err(errno.EINVAL, name)
+
+
 async def _upper_whiteout(upper_dir: Inode, name: bytes) -> bool:
     found = await maybe_lookup(upper_dir, name)
     return found is not None and is_whiteout(await found.getattr())
@@ -79,7 +85,7 @@ async def create_entry(d: OverlayInode, name: bytes, make: Callable[[Inode], Awa
                        *, is_dir: bool) -> OverlayInode:
     """Create `name` in `d` with `make(upper_dir)`, over a whiteout if one is there."""
     d.require_dir()
-    check_name(name)
+    check_new_name(d, name)
     async with d.fs.ns_lock:
         if d.removed:
             raise err(errno.ENOENT, name)
@@ -95,13 +101,13 @@ async def create_entry(d: OverlayInode, name: bytes, make: Callable[[Inode], Awa
             new = await make(upper_dir)
             if is_dir and over_whiteout:
                 try:
-                    await new.setxattr(OPAQUE_XATTR, b"y")
+                    await write_format_xattr(new, OPAQUE, b"y")
                 except BaseException:
                     await upper_dir.rmdir(name)
                     raise
         except BaseException:
             if over_whiteout:
-                await make_whiteout(upper_dir, name)
+                await d.fs.whiteouts.make(upper_dir, name)
             raise
         node = d.fs.upper_node(new, await new.getattr(), d, name)
         d.children[name] = node
@@ -117,6 +123,7 @@ async def link(d: OverlayInode, name: bytes, target: Inode) -> OverlayInode:
         raise err(errno.EXDEV)
     if target.is_dir:
         raise err(errno.EPERM)
+    check_new_name(d, name)
     async with d.fs.ns_lock:
         if d.removed:
             raise err(errno.ENOENT, name)
@@ -134,7 +141,7 @@ async def link(d: OverlayInode, name: bytes, target: Inode) -> OverlayInode:
             await d.upper.link(name, target.upper)
         except BaseException:
             if over_whiteout:
-                await make_whiteout(d.upper, name)
+                await d.fs.whiteouts.make(d.upper, name)
             raise
         target.add_alias(d, name)
         if target.nlink is not None:
@@ -149,7 +156,7 @@ async def _remove_name(d: OverlayInode, name: bytes, *, is_dir: bool) -> None:
     if await lower_has_entry(d, name):
         await copy_up(d)
         assert d.upper is not None
-        await replace_with_whiteout(d.upper, name, is_dir=is_dir)
+        await d.fs.whiteouts.replace(d.upper, name, is_dir=is_dir)
     else:
         assert d.upper is not None
         if is_dir:
@@ -196,7 +203,7 @@ async def rmdir(d: OverlayInode, name: bytes) -> None:
             raise err(errno.ENOTDIR, name)
         await _require_empty(node, name)
         if node.upper is not None:
-            await clear_whiteouts(node.upper)
+            await d.fs.whiteouts.clear(node.upper)
         await _remove_name(d, name, is_dir=True)
         _forget_name(d, name, node)
 
@@ -228,10 +235,10 @@ async def _prepare_move(node: OverlayInode, redirect: bytes | None, into: Overla
         return
     assert node.upper is not None
     if redirect is not None:
-        await node.upper.setxattr(REDIRECT_XATTR, redirect)
+        await write_format_xattr(node.upper, REDIRECT, redirect)
         node.redirect = redirect
     elif await layers(into) and not await has_opaque_xattr(node.upper):
-        await node.upper.setxattr(OPAQUE_XATTR, b"y")
+        await write_format_xattr(node.upper, OPAQUE, b"y")
 
 
 async def rename(d1: OverlayInode, n1: bytes, new_parent: Inode, n2: bytes,
@@ -245,7 +252,7 @@ async def rename(d1: OverlayInode, n1: bytes, new_parent: Inode, n2: bytes,
     d2 = new_parent
     d1.require_dir()
     d2.require_dir()
-    check_name(n2)
+    check_new_name(d2, n2)
     async with d1.fs.ns_lock:
         src = await lookup_child(d1, n1)
         if src is None:
@@ -285,20 +292,21 @@ async def rename(d1: OverlayInode, n1: bytes, new_parent: Inode, n2: bytes,
                 await u2.unlink(n2)  # a directory cannot replace a file
                 removed_whiteout = True
             elif stat.S_ISDIR(attr.mode):
-                await clear_whiteouts(existing)
+                await d1.fs.whiteouts.clear(existing)
         await _prepare_move(src, redirect, d2)
         # A whiteout for the old name, made before anything moves.
-        temp = await new_temp_whiteout(u1) if await lower_has_entry(d1, n1) else None
+        pending = await d1.fs.whiteouts.prepare(u1, n1) if await lower_has_entry(d1, n1) \
+            else None
         try:
             await u1.rename(n1, u2, n2)
         except BaseException:
-            if temp is not None:
-                await u1.unlink(temp)
+            if pending is not None:
+                await pending.cancel()
             if removed_whiteout:
-                await make_whiteout(u2, n2)
+                await d1.fs.whiteouts.make(u2, n2)
             raise
-        if temp is not None:
-            await u1.rename(temp, u1, n1)
+        if pending is not None:
+            await pending.place()
         if dst is not None:
             _forget_name(d2, n2, dst)
         src.drop_alias(d1, n1)
