@@ -85,13 +85,22 @@ async def maybe_lookup(directory: Inode, name: bytes) -> Inode | None:
 
 
 async def read_format_xattr(inode: Inode, suffix: bytes) -> bytes | None:
-    """A format xattr (`trusted.overlay.SUFFIX`, else `user.overlay.SUFFIX`), or None."""
+    """A format xattr (`trusted.overlay.SUFFIX`, else `user.overlay.SUFFIX`), or
+    None. One listxattr first: for a gofer layer, absent (the common case)
+    costs one round trip, not one per namespace."""
+    try:
+        names = await inode.listxattr()
+    except OSError as exc:
+        if exc.errno in _ABSENT:
+            return None
+        raise
     for prefix in FORMAT_PREFIXES:
-        try:
-            return await inode.getxattr(prefix + suffix)
-        except OSError as exc:
-            if exc.errno not in _ABSENT:
-                raise
+        if prefix + suffix in names:
+            try:
+                return await inode.getxattr(prefix + suffix)
+            except OSError as exc:
+                if exc.errno not in _ABSENT:
+                    raise
     return None
 
 
