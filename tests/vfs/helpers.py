@@ -6,7 +6,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import cast
 
@@ -125,10 +125,9 @@ async def expect_errno(code: int, aw: Awaitable[object]) -> None:
                                       errno.errorcode[code])
 
 
-class Yielding:
-    """Wraps an `Inode` so every call yields to other trio tasks first: with
-    it, concurrent overlay operations really interleave at each layer call
-    (tmpfs itself never yields)."""
+class Proxy:
+    """Wraps an `Inode`, and every inode it hands out, calling `around` on
+    each method call: subclasses change how a layer behaves under test."""
 
     def __init__(self, inner: Inode) -> None:
         self._inner = inner
@@ -137,30 +136,44 @@ class Yielding:
     def ino(self) -> int:
         return self._inner.ino
 
+    async def around(self, name: str, call: Callable[..., Awaitable[object]],
+                     args: tuple[object, ...]) -> object:
+        return await call(*args)
+
     def __getattr__(self, name: str) -> object:
         attr = getattr(self._inner, name)
         if not callable(attr):
             return attr
 
-        async def call(*args: object, **kwargs: object) -> object:
-            await trio.lowlevel.checkpoint()
-            args = tuple(a._inner if isinstance(a, Yielding) else a for a in args)
-            result = await attr(*args, **kwargs)
-            await trio.lowlevel.checkpoint()
-            return _wrap(result)
+        async def call(*args: object) -> object:
+            args = tuple(a._inner if isinstance(a, Proxy) else a for a in args)
+            return self._wrap(await self.around(name, attr, args))
 
         return call
+
+    def _wrap(self, result: object) -> object:
+        from sandboxfs.vfs import DirEntry
+        if isinstance(result, list) and result and isinstance(result[0], DirEntry):
+            return [DirEntry(e.name, type(self)(e.inode), e.attr)  # type: ignore[arg-type]
+                    for e in result]
+        if hasattr(result, "lookup") and hasattr(result, "getattr"):
+            return type(self)(result)  # type: ignore[arg-type]
+        return result
+
+
+class Yielding(Proxy):
+    """Every call yields to other trio tasks first and after: with it,
+    concurrent overlay operations really interleave at each layer call
+    (tmpfs itself never yields)."""
+
+    async def around(self, name: str, call: Callable[..., Awaitable[object]],
+                     args: tuple[object, ...]) -> object:
+        await trio.lowlevel.checkpoint()
+        result = await call(*args)
+        await trio.lowlevel.checkpoint()
+        return result
 
 
 def yielding(inner: Inode) -> Inode:
     """`inner` behind a `Yielding` proxy, typed as the Inode it stands for."""
     return cast(Inode, Yielding(inner))
-
-
-def _wrap(result: object) -> object:
-    from sandboxfs.vfs import DirEntry
-    if isinstance(result, list) and result and isinstance(result[0], DirEntry):
-        return [DirEntry(e.name, Yielding(e.inode), e.attr) for e in result]  # type: ignore[arg-type]
-    if hasattr(result, "lookup") and hasattr(result, "getattr"):
-        return Yielding(result)  # type: ignore[arg-type]
-    return result

@@ -8,12 +8,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Awaitable, Callable
 
 from sandboxfs.overlay import OverlayFs
 from sandboxfs.tmpfs import TmpFs
-from sandboxfs.vfs import DirEntry, Inode
+from sandboxfs.vfs import Inode
 
-from .helpers import ROOT, Seed, expect_errno, populate, read_all, walk
+from .helpers import ROOT, Proxy, Seed, expect_errno, populate, read_all, walk
 
 TREE: Seed = {
     "f": b"lower f",
@@ -26,40 +27,20 @@ TREE: Seed = {
 }
 
 
-class Unprivileged:
-    """A tmpfs inode as an unprivileged process sees it (every inode it hands
-    out is wrapped too)."""
+class Unprivileged(Proxy):
+    """A tmpfs inode as an unprivileged process sees it."""
 
-    def __init__(self, inner: Inode) -> None:
-        self._inner = inner
-
-    @property
-    def ino(self) -> int:
-        return self._inner.ino
-
-    def __getattr__(self, name: str) -> object:
-        method = getattr(self._inner, name)
-        if not callable(method):
-            return method
-
-        async def call(*args: object) -> object:
-            if name == "mknod" and stat.S_ISCHR(int(args[1])):  # type: ignore[call-overload]
-                raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-            if name in ("setxattr", "getxattr", "removexattr") and \
-                    bytes(args[0]).startswith(b"trusted."):  # type: ignore[call-overload]
-                raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-            args = tuple(a._inner if isinstance(a, Unprivileged) else a for a in args)
-            result = await method(*args)
-            if name == "listxattr":
-                return [n for n in result if not n.startswith(b"trusted.")]
-            if name == "readdir":
-                return [DirEntry(e.name, Unprivileged(e.inode), e.attr)  # type: ignore[arg-type]
-                        for e in result]
-            if hasattr(result, "lookup"):
-                return Unprivileged(result)  # type: ignore[arg-type]
-            return result
-
-        return call
+    async def around(self, name: str, call: Callable[..., Awaitable[object]],
+                     args: tuple[object, ...]) -> object:
+        if name == "mknod" and stat.S_ISCHR(int(args[1])):  # type: ignore[call-overload]
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        if name in ("setxattr", "getxattr", "removexattr") and \
+                bytes(args[0]).startswith(b"trusted."):  # type: ignore[call-overload]
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        result = await call(*args)
+        if name == "listxattr":
+            return [n for n in result if not n.startswith(b"trusted.")]  # type: ignore[attr-defined]
+        return result
 
 
 async def mount() -> tuple[OverlayFs, Inode, Inode]:
