@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="a small tree (2,000 files, 150 dirs, 64 MiB file): a few minutes")
     p.add_argument("--runs", type=int, default=3, help="runs of every workload (default 3)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="py-spy the sandboxfs daemon and gofer during each sandboxfs step;"
+                        " raw profiles and summaries go to DIR (slows sandboxfs a little)")
     p.add_argument("--targets", type=lambda s: _names(s, TARGET_NAMES, "target"),
                    default=list(TARGET_NAMES), help="comma list of: " + ",".join(TARGET_NAMES))
     p.add_argument("--workloads", type=lambda s: _names(s, WORKLOAD_IDS, "workload"),
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     runner = Runner(layout, targets, workloads, tree, scale, args.runs,
                     tuple(pick_files(tree.manifest, scale.appends)), args.timeout,
-                    args.quiet_wait, on_progress=progress)
+                    args.quiet_wait, on_progress=progress, profile_dir=args.profile)
     status = 0
     try:
         for problem in clean_workdir(layout):

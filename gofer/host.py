@@ -254,6 +254,26 @@ class Export:
     def _owner(uid: int, gid: int) -> tuple[int, int]:
         return (-1 if uid == NO_ID else uid, -1 if gid == NO_ID else gid)
 
+    @staticmethod
+    def _new_owner(parent: Node, uid: int, gid: int) -> tuple[int, int]:
+        """The owner of a new entry made for (uid, gid): in a set-group-ID
+        directory its group is the directory's, as the kernel would make it
+        for the client (the gofer creates as root, then hands it over)."""
+        st = parent.lstat()
+        if st.st_mode & stat.S_ISGID:
+            gid = st.st_gid
+        return Export._owner(uid, gid)
+
+    @staticmethod
+    def _restore_mode(fd_or_path: int | str, want: int, st: os.stat_result) -> None:
+        """Give a new entry the permission bits the client asked for where the
+        gofer's umask or the chown handing it over took some away (chown clears
+        set-user-ID and set-group-ID); bits the kernel added (a set-group-ID
+        directory's) stay."""
+        missing = want & ~stat.S_IMODE(st.st_mode)
+        if missing:
+            os.chmod(fd_or_path, stat.S_IMODE(st.st_mode) | missing)
+
     # -- opening --------------------------------------------------------------
 
     def open(self, node: Node, flags: int) -> int:
@@ -300,7 +320,8 @@ class Export:
                 if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
                     raise OSError(errno.ESTALE, "created file was replaced")
                 if os.geteuid() == 0:
-                    os.fchown(fd, *self._owner(uid, gid))
+                    os.fchown(fd, *self._new_owner(parent, uid, gid))
+                self._restore_mode(fd, mode & 0o7777, os.fstat(fd))
             except BaseException:
                 node.release()
                 raise
@@ -315,13 +336,15 @@ class Export:
                 gid: int | None = None, size: int | None = None,
                 atime_ns: int | None = None, mtime_ns: int | None = None,
                 atime_now: bool = False, mtime_now: bool = False) -> None:
-        """Apply the requested changes in the order chmod, chown, truncate, utimes."""
+        """Apply the requested changes in the order chown, chmod, truncate, utimes:
+        a chown clears set-user-ID and set-group-ID, so a mode asked for with
+        it comes after."""
         self._writable()
         path = _magic(node.fd)
-        if mode is not None:
-            os.chmod(path, mode & 0o7777)
         if uid is not None or gid is not None:
             os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+        if mode is not None:
+            os.chmod(path, mode & 0o7777)
         if size is not None:
             fd = self.open(node, os.O_WRONLY)
             try:
@@ -348,9 +371,21 @@ class Export:
 
     # -- directory changes ----------------------------------------------------
 
-    def _chown_entry(self, parent: Node, name: bytes, uid: int, gid: int) -> None:
+    def _hand_over(self, parent: Node, name: bytes, mode: int, uid: int,
+                   gid: int) -> os.stat_result:
+        """Give a new entry its owner and asked-for mode; its stat after."""
         if os.geteuid() == 0:
-            os.chown(name, *self._owner(uid, gid), dir_fd=parent.fd, follow_symlinks=False)
+            os.chown(name, *self._new_owner(parent, uid, gid), dir_fd=parent.fd,
+                     follow_symlinks=False)
+        st = self._entry_stat(parent, name)
+        if not stat.S_ISLNK(st.st_mode) and mode & ~stat.S_IMODE(st.st_mode) & 0o7777:
+            node = self.walk(parent, name)
+            try:
+                self._restore_mode(_magic(node.fd), mode & 0o7777, st)
+            finally:
+                node.release()
+            st = self._entry_stat(parent, name)
+        return st
 
     def _entry_stat(self, parent: Node, name: bytes) -> os.stat_result:
         return os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
@@ -360,8 +395,7 @@ class Export:
         self._writable()
         check_name(name)
         os.mkdir(name, mode & 0o7777, dir_fd=parent.fd)
-        self._chown_entry(parent, name, uid, gid)
-        return self._entry_stat(parent, name)
+        return self._hand_over(parent, name, mode, uid, gid)
 
     def symlink(self, parent: Node, name: bytes, target: bytes, uid: int,
                 gid: int) -> os.stat_result:
@@ -371,8 +405,7 @@ class Export:
         if not target or b"\0" in target:
             raise OSError(errno.EINVAL, "invalid symlink target")
         os.symlink(target, name, dir_fd=parent.fd)
-        self._chown_entry(parent, name, uid, gid)
-        return self._entry_stat(parent, name)
+        return self._hand_over(parent, name, 0, uid, gid)
 
     def mknod(self, parent: Node, name: bytes, mode: int, major: int, minor: int,
               uid: int, gid: int) -> os.stat_result:
@@ -385,8 +418,7 @@ class Export:
         if kind not in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFREG):
             raise OSError(errno.EINVAL, "bad mknod type")
         os.mknod(name, mode, os.makedev(major, minor), dir_fd=parent.fd)
-        self._chown_entry(parent, name, uid, gid)
-        return self._entry_stat(parent, name)
+        return self._hand_over(parent, name, mode, uid, gid)
 
     def link(self, parent: Node, target: Node, name: bytes) -> None:
         """Hard-link the inode `target` holds (not a path to it) as `name` in `parent`."""

@@ -199,7 +199,10 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
     raise_fd_limit()
     exports = gofer_exports(cfg.plan) if cfg.plan is not None else list(cfg.lowers)
     if cfg.plan is None and cfg.upperdir is not None:
-        exports.append(Export(cfg.upperdir, readonly=False, whiteouts=True))
+        # Device nodes land in the host's upperdir: only on a mount asked to
+        # honour them (`-o dev`), as kernel overlayfs would create them.
+        devices = "dev" in cfg.kernel_flags and "nodev" not in cfg.kernel_flags
+        exports.append(Export(cfg.upperdir, readonly=False, whiteouts=True, devices=devices))
     gofer = GoferProcess.start(exports, log_fd=cfg.log_fd)
     mounted = False
     confined = False

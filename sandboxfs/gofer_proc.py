@@ -22,6 +22,7 @@ class Export:
     path: str
     readonly: bool = True
     whiteouts: bool = False  # an overlay upper: the gofer may make 0/0 character devices
+    devices: bool = False  # device nodes may be made (the gofer's flag covers every export)
 
 
 class GoferProcess:
@@ -44,6 +45,8 @@ class GoferProcess:
         argv = [sys.executable, "-m", "gofer", "serve"]
         if die_with_parent:
             argv.append("--die-with-parent")
+        if any(export.devices for export in exports):
+            argv.append("--allow-devices")
         ours: list[socket.socket] = []
         theirs: list[socket.socket] = []
         for export in exports:

@@ -236,11 +236,26 @@ class RemoteInode:
         child = self._child(dirent.name, st)
         return DirEntry(dirent.name, child, attr_of(st))
 
-    async def _created(self, name: bytes) -> Inode:
+    async def _created(self, name: bytes, creds: Creds, mode: int = 0) -> Inode:
+        """The inode just made as `name`, owned by `creds.uid`. 9P2000.L makes
+        entries as the attaching user with the asked-for gid; another owner
+        is a Tsetattr after (with the mode again: a chown clears set-user-ID
+        and set-group-ID)."""
         self._forget_listing()
-        fid, _, stats = await self._fs.client.walk_getattr(await self.fid(), [name])
+        client = self._fs.client
+        fid, _, stats = await client.walk_getattr(await self.fid(), [name])
+        st = stats[-1]
+        if st.uid != creds.uid:
+            kill_bits = mode & 0o6000 and not statmod.S_ISDIR(st.mode)
+            try:
+                await client.setattr(fid, uid=creds.uid,
+                                     mode=mode & 0o7777 if kill_bits else None)
+                st = await client.getattr(fid)
+            except BaseException:
+                await client.clunk(fid)
+                raise
         await self._refresh()
-        return self._child(name, stats[-1], fid=fid)
+        return self._child(name, st, fid=fid)
 
     async def _refresh(self) -> None:
         self._confirm(await self._fs.client.getattr(await self.fid()))
@@ -257,26 +272,26 @@ class RemoteInode:
                 os.close(fd)
         finally:
             await client.clunk(fid)
-        return await self._created(name)
+        return await self._created(name, creds, mode)
 
     async def mkdir(self, name: bytes, mode: int, creds: Creds) -> Inode:
         self._fs.check_writable()
         self._require_dir()
         await self._fs.client.mkdir(await self.fid(), name, mode & 0o7777, creds.gid)
-        return await self._created(name)
+        return await self._created(name, creds, mode)
 
     async def mknod(self, name: bytes, mode: int, rdev: int, creds: Creds) -> Inode:
         self._fs.check_writable()
         self._require_dir()
         await self._fs.client.mknod(await self.fid(), name, mode, os.major(rdev),
                                     os.minor(rdev), creds.gid)
-        return await self._created(name)
+        return await self._created(name, creds, mode)
 
     async def symlink(self, name: bytes, target: bytes, creds: Creds) -> Inode:
         self._fs.check_writable()
         self._require_dir()
         await self._fs.client.symlink(await self.fid(), name, target, creds.gid)
-        return await self._created(name)
+        return await self._created(name, creds)
 
     async def link(self, name: bytes, target: Inode) -> Inode:
         self._fs.check_writable()

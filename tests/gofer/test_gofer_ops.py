@@ -279,3 +279,32 @@ def test_landlock_confines_the_process(tmp_path: Path, sample: Path) -> None:
     r = subprocess.run([os.sys.executable, "-c", code], capture_output=True, timeout=30,
                        cwd=Path(__file__).resolve().parents[2])
     assert r.returncode == 0, r.stderr
+
+
+async def test_created_entries_get_the_asked_mode_and_a_setgid_directory_group(
+        procs: Procs, sample: Path) -> None:
+    """The gofer creates as root and hands entries over with chown, which clears
+    set-user-ID and set-group-ID, and runs with a umask: the client's mode must
+    survive both; a set-group-ID directory passes on its group, as the kernel's."""
+    old = os.umask(0o077)  # inherited by the gofer process
+    try:
+        async with gofer_client(procs, sample) as c:
+            root, _ = await c.attach()
+            cf, _ = await c.walk(root, [])  # Tlcreate turns the fid into the file
+            _, _, fd = await c.lcreate(cf, b"suid", os.O_RDWR | os.O_EXCL, 0o4755, 5)
+            if fd is not None:
+                os.close(fd)
+            st = os.stat(sample / "suid")
+            assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o4755, 5)
+            os.mkdir(sample / "shared")
+            os.chown(sample / "shared", 0, 7)
+            os.chmod(sample / "shared", 0o2775)
+            shared, _ = await c.walk(root, [b"shared"])
+            await c.mkdir(shared, b"sub", 0o755, 5)
+            st = os.stat(sample / "shared" / "sub")
+            assert st.st_gid == 7 and st.st_mode & stat.S_ISGID  # inherited, kept
+            await c.mknod(shared, b"fifo", stat.S_IFIFO | 0o666, 0, 0, 5)
+            st = os.stat(sample / "shared" / "fifo")
+            assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o666, 7)
+    finally:
+        os.umask(old)

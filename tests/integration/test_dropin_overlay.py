@@ -204,3 +204,37 @@ def test_inode_numbers_distinct_across_layers_and_stable_across_copy_up_and_remo
         assert during["dir-a-moved/f"] == first["dir-a/f"]
         with mounted_layers(tmp_path / "m2", same, a, b, options=options) as m2:
             assert inode_numbers(m2) == during
+
+
+def test_other_users_own_what_they_create_in_an_on_disk_upper(tmp_path: Path) -> None:
+    """The gofer makes entries as root: each must end up the caller's, with the
+    mode asked for, as on kernel overlayfs (pjdfstest's chmod and chown cases)."""
+    import shutil
+    import tempfile
+
+    public = Path(tempfile.mkdtemp(prefix="sandboxfs-dropin-"))
+    try:
+        public.chmod(0o755)
+        lower, upper, work = public / "lower", public / "upper", public / "work"
+        for d in (lower, upper, work):
+            d.mkdir()
+        (lower / "pub").mkdir(mode=0o777)
+        (lower / "pub").chmod(0o777)
+        with mounted_layers(public / "m", lower, options=opts(upper, work)) as m:
+            nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c"]
+            script = (f"cd {m}/pub && touch f && mkdir d && ln -s f l && mkfifo p"
+                      " && chmod 0642 f && stat -c %a f")
+            run = subprocess.run([*nobody, script], capture_output=True, text=True)
+            assert run.returncode == 0, run.stderr
+            assert run.stdout.strip() == "642"
+            for name in ("f", "d", "l", "p"):
+                st = (m / "pub" / name).lstat()
+                assert (st.st_uid, st.st_gid) == (65534, 65534), name
+                st = (upper / "pub" / name).lstat()
+                assert (st.st_uid, st.st_gid) == (65534, 65534), name
+            (m / "pub" / "suid").touch()
+            os.chmod(m / "pub" / "suid", 0o4755)
+            os.chown(m / "pub" / "suid", 65534, -1)  # the kernel's chown clears S_ISUID
+            assert (upper / "pub" / "suid").stat().st_uid == 65534
+    finally:
+        shutil.rmtree(public)
