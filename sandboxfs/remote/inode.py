@@ -306,9 +306,12 @@ class RemoteInode:
 
     async def unlink(self, name: bytes) -> None:
         self._fs.check_writable()
+        gone = self._children.get(name)
         await self._fs.client.unlinkat(await self.fid(), name, 0)
         self._removed(name)
         await self._refresh()
+        if gone is not None:
+            await gone._refresh()  # one name less: its open handles see nlink drop
 
     async def rmdir(self, name: bytes) -> None:
         self._fs.check_writable()
@@ -329,7 +332,9 @@ class RemoteInode:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         await self._fs.client.renameat(await self.fid(), name, await new_parent.fid(), new_name)
         moved = self._children.pop(name, None)
-        new_parent._children.pop(new_name, None)
+        replaced = new_parent._children.pop(new_name, None)
+        if replaced is not None and replaced is not moved and not replaced.is_dir:
+            await replaced._refresh()  # one name of it less
         self._forget_listing()
         new_parent._forget_listing()
         if moved is not None:
