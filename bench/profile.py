@@ -10,6 +10,7 @@ time spent waiting on the gofer or the kernel shows as epoll/select.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RATE_HZ = 200
+#: Leaf frames that are a process waiting, not working: trio's epoll wait, and
+#: the socket calls in which a sender is preempted by the process it woke.
+WAIT_FRAMES = ("EpollIOManager.get_events", "Transport._send_now", "Transport._recv_now")
 
 
 def sandboxfs_processes(mountpoint: Path) -> dict[str, int]:
@@ -54,12 +58,16 @@ class Recorder:
 
     prefix: Path
     procs: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
+    stats_cmd: list[str] | None = None
+    requests_before: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, pids: dict[str, int], prefix: Path) -> Recorder:
+    def start(cls, pids: dict[str, int], prefix: Path,
+              stats_cmd: list[str] | None = None) -> Recorder:
         spy = shutil.which("py-spy") or str(Path(__file__).resolve().parent.parent / ".venv"
                                             / "bin" / "py-spy")
-        rec = cls(prefix)
+        rec = cls(prefix, stats_cmd=stats_cmd)
+        rec.requests_before = fuse_requests(stats_cmd)
         prefix.parent.mkdir(parents=True, exist_ok=True)
         for role, pid in pids.items():
             out = prefix.with_name(f"{prefix.name}-{role}.raw")
@@ -73,6 +81,10 @@ class Recorder:
     def stop(self) -> list[Path]:
         """Stop sampling, write each raw profile's summary; the summaries' paths."""
         written = []
+        after = fuse_requests(self.stats_cmd)
+        counts = {op: n - self.requests_before.get(op, 0) for op, n in after.items()}
+        requests = ", ".join(f"{op} {n:,}" for op, n in sorted(counts.items(), key=lambda x: -x[1])
+                             if n)
         for role, proc, out in self.procs:
             proc.send_signal(signal.SIGINT)
             try:
@@ -82,9 +94,23 @@ class Recorder:
                 proc.wait()
             if out.exists():
                 summary = out.with_suffix(".txt")
-                summary.write_text(f"{self.prefix.name} {role}\n" + summarize(out.read_text()))
+                head = f"{self.prefix.name} {role}\n"
+                if role == "daemon" and requests:
+                    head += f"FUSE requests during the step: {requests}\n"
+                summary.write_text(head + summarize(out.read_text()))
                 written.append(summary)
         return written
+
+
+def fuse_requests(stats_cmd: list[str] | None) -> dict[str, int]:
+    """The daemon's request counters (`sandboxfs stats`), or {} if unavailable."""
+    if stats_cmd is None:
+        return {}
+    proc = subprocess.run(stats_cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {}
+    counts: dict[str, int] = json.loads(proc.stdout).get("fuse", {}).get("requests", {})
+    return counts
 
 
 def summarize(raw: str, top: int = 15) -> str:
@@ -104,11 +130,17 @@ def summarize(raw: str, top: int = 15) -> str:
             under[frame] += count
     if not total:
         return "no samples\n"
-    lines = [f"samples: {total} ({total / RATE_HZ:.1f} s at {RATE_HZ} Hz)", "", "self:"]
+    waiting = sum(n for f, n in own.items() if f.startswith(WAIT_FRAMES))
+    lines = [f"samples: {total} ({total / RATE_HZ:.1f} s at {RATE_HZ} Hz)",
+             f"waiting (epoll, socket send/recv: the other process, the kernel): "
+             f"{100 * waiting / total:.1f}%", "", "self:"]
     lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
-    lines += ["", "inclusive:"]
-    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in under.most_common(top)]
+    lines += ["", "inclusive (the frames of every sample, main and trio's loop, left out):"]
+    outer = max(under.values())  # main, trio's run...: on every sample of the main thread
+    inner = [(f, n) for f, n in under.most_common() if n < 0.97 * outer]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inner[:top]]
     return "\n".join(lines) + "\n"
+
 
 
 def _short(frame: str) -> str:
@@ -116,3 +148,15 @@ def _short(frame: str) -> str:
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
     return f"{name} ({'/'.join(Path(path).parts[-2:])})" if path else name
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench.profile RAW...`: print the summary of saved raw profiles."""
+    for path in argv:
+        print(f"{path}\n{summarize(Path(path).read_text())}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv[1:]))

@@ -177,7 +177,8 @@ class Runner:
         recorder = None
         if self.profile_dir is not None and target.name == "sandboxfs":
             prefix = self.profile_dir / f"{step.metric.id}-run{run}"
-            recorder = Recorder.start(sandboxfs_processes(self.layout.mnt), prefix)
+            recorder = Recorder.start(sandboxfs_processes(self.layout.mnt), prefix,
+                                      [self.layout.sandboxfs, "stats", str(self.layout.mnt)])
         before = busy.snapshot()
         out = run_in_child(step, ctx, self.timeout)
         report = busy.compare(before, busy.snapshot()).as_dict()

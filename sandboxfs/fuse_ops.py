@@ -17,6 +17,7 @@ import errno
 import functools
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -53,6 +54,7 @@ def fuse_errors(
         if gate.paused:
             await gate.wait_open()
         gate.enter()
+        self.requests[handler.__name__] += 1
         try:
             return await handler(self, *args, **kwargs)
         except pyfuse3.FUSEError:
@@ -117,6 +119,8 @@ class FuseOps(pyfuse3.Operations):
         the filesystem and the kernel (an id-mapped mount, sandboxfs/idmap.py)."""
         super().__init__()
         self._idmap = idmap
+        #: FUSE requests answered, by operation (`sandboxfs stats`; the bench's profiles).
+        self.requests: Counter[str] = Counter()
         self._timeouts = timeouts or CacheTimeouts.exclusive()
         self._timeouts_for = timeouts_for
         self.pauser = Pauser()
@@ -409,4 +413,5 @@ class FuseOps(pyfuse3.Operations):
 
     def stats(self) -> dict[str, Any]:
         """Table sizes, for `pod stats` and leak checks in tests."""
-        return {"nodes": len(self._nodes), "files": len(self._files), "dirs": len(self._dirs)}
+        return {"nodes": len(self._nodes), "files": len(self._files), "dirs": len(self._dirs),
+                "requests": dict(self.requests)}
