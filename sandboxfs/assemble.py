@@ -106,7 +106,7 @@ async def build_namespace(plan: Plan, remotes: list[RemoteFs], upper_size: int, 
     """
     remote_iter = iter(remotes)
     root_upper = TmpFs(size_limit=upper_size)
-    overlay = OverlayFs(root_upper.root, [next(remote_iter).root])
+    overlay = OverlayFs(root_upper.root, [next(remote_iter).root], prefetch=True)
     built = Built(MountNamespace(_mount(plan.root, 0, overlay.root, readonly=False),
                                  inos=inos, own_root_inos=own_root_inos), {0: root_upper},
                   {"/": remotes[0]})

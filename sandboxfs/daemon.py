@@ -115,7 +115,7 @@ async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> Served:
         # format into it through the gofer, like any other upper.
         on_disk = remotes[-1].root
         overlay = OverlayFs(on_disk, [remote.root for remote in remotes[:-1]],
-                            layer_devs=cfg.layer_devs, upper_markers=True)
+                            layer_devs=cfg.layer_devs, upper_markers=True, prefetch=True)
         return Served(FuseOps(overlay.root, CacheTimeouts.exclusive(), idmap=cfg.idmap),
                       upper=on_disk)
     if cfg.plan is None:
@@ -124,7 +124,7 @@ async def build_ops(cfg: DaemonConfig, remotes: list[RemoteFs]) -> Served:
         if image is not None:
             await restore_memory(image, Match({0: "0"}), {0: upper_fs.root})
         overlay = OverlayFs(upper_fs.root, lowers, layer_devs=cfg.layer_devs,
-                            redirect_dir=cfg.redirect_dir)
+                            redirect_dir=cfg.redirect_dir, prefetch=True)
         return Served(FuseOps(overlay.root, CacheTimeouts.exclusive(), idmap=cfg.idmap),
                       upper=upper_fs.root, memory={0: upper_fs})
     built = await build_namespace(cfg.plan, remotes, cfg.upper_size,

@@ -21,6 +21,7 @@ import trio
 
 from sandboxfs.overlay.inode import OverlayInode
 from sandboxfs.overlay.inomap import ROOT_INO, UPPER, InoAllocator, layer_fsids
+from sandboxfs.overlay.prefetch import PER_LISTING, ListingPrefetch
 from sandboxfs.overlay.whiteout import (
     OCI_OPAQUE_MARKER,
     ORIGIN_INO,
@@ -44,7 +45,8 @@ class OverlayFs:
 
     def __init__(self, upper: Inode, lowers: list[Inode], *,
                  layer_devs: Sequence[int | None] | None = None,
-                 redirect_dir: bool = True, upper_markers: bool = False) -> None:
+                 redirect_dir: bool = True, upper_markers: bool = False,
+                 prefetch: bool = False) -> None:
         """`layer_devs`: the host st_dev of every layer, upper first (None for
         a memory upper), for inode numbers as overlayfs's xino; without it
         lowers keep their host numbers as long as they do not collide.
@@ -52,7 +54,9 @@ class OverlayFs:
         (EXDEV, `mv` copies), so the upper alone holds every change (what a
         dev session's diff and commit read). `upper_markers`: the upper may
         hold OCI `.wh.` markers (an on-disk upper whose gofer cannot mknod
-        whiteouts); names starting with `.wh.` are then reserved."""
+        whiteouts); names starting with `.wh.` are then reserved. `prefetch`:
+        read the listings of lower subdirectories ahead of a walk
+        (`overlay/prefetch.py`)."""
         self.redirect_dir = redirect_dir
         self.whiteouts = Whiteouts(markers=upper_markers)
         self.upper_root = upper
@@ -64,6 +68,10 @@ class OverlayFs:
         self._listings: dict[tuple[int, int], dict[bytes, DirEntry]] = {}
         self._opaque: dict[tuple[int, int], bool] = {}
         self._redirects: dict[tuple[int, int], bytes | None] = {}
+        #: Listings being read now, so a second reader waits instead of asking again.
+        self._reading: dict[tuple[int, int], trio.Event] = {}
+        self._looked_ahead: set[tuple[int, int]] = set()
+        self.prefetch = ListingPrefetch(self._read_ahead) if prefetch else None
         #: Protects the merged namespace: held by every operation that adds,
         #: removes or moves a name, across its check and its change.
         self.ns_lock = trio.Lock()
@@ -72,14 +80,51 @@ class OverlayFs:
 
     # -- lower caches ------------------------------------------------------
 
-    async def lower_listing(self, layer: int, directory: Inode) -> dict[bytes, DirEntry]:
-        """A lower directory's entries by name (markers included), read once."""
+    async def lower_listing(self, layer: int, directory: Inode, *,
+                            ahead: bool = True) -> dict[bytes, DirEntry]:
+        """A lower directory's entries by name (markers included), read once.
+        `ahead`: the first time it is asked for so, its first subdirectories'
+        are read too, in the background (`prefetch`): one level ahead of
+        whoever walks, never further."""
         key = (layer, directory.ino)
-        listing = self._listings.get(key)
-        if listing is None:
+        listing = await self._listing(key, directory)
+        if ahead and self.prefetch is not None and key not in self._looked_ahead:
+            self._looked_ahead.add(key)
+            self._offer_subdirectories(layer, listing)
+        return listing
+
+    async def _listing(self, key: tuple[int, int], directory: Inode) -> dict[bytes, DirEntry]:
+        while True:
+            listing = self._listings.get(key)
+            if listing is not None:
+                return listing
+            reading = self._reading.get(key)
+            if reading is None:
+                break
+            await reading.wait()  # a prefetch has it in flight (if it fails, read it here)
+        done = self._reading[key] = trio.Event()
+        try:
             listing = {e.name: e for e in await directory.readdir()}
             self._listings[key] = listing
+        finally:
+            del self._reading[key]
+            done.set()
         return listing
+
+    async def _read_ahead(self, layer: int, directory: Inode) -> None:
+        await self.lower_listing(layer, directory, ahead=False)
+
+    def _offer_subdirectories(self, layer: int, listing: dict[bytes, DirEntry]) -> None:
+        assert self.prefetch is not None
+        offered = 0
+        for entry in listing.values():
+            if offered == PER_LISTING:
+                return
+            key = (layer, entry.inode.ino)
+            if stat.S_ISDIR(entry.attr.mode) and key not in self._listings \
+                    and key not in self._reading:
+                self.prefetch.offer(layer, entry.inode)
+                offered += 1
 
     def has_listing(self, layer: int, directory: Inode) -> bool:
         return (layer, directory.ino) in self._listings

@@ -257,6 +257,17 @@ class RemoteInode:
         await self._refresh()
         return self._child(name, st, fid=fid)
 
+    async def _refresh_held(self) -> None:
+        """Re-read the attributes through the fid this inode holds, if it holds
+        one: never walk to it, its name may be gone or another file's now."""
+        fid = self._fid
+        if fid is None:
+            return
+        try:
+            self._confirm(await self._fs.client.getattr(fid))
+        except OSError:
+            pass  # the cached attributes stay; nothing else depends on them
+
     async def _refresh(self) -> None:
         self._confirm(await self._fs.client.getattr(await self.fid()))
 
@@ -311,7 +322,7 @@ class RemoteInode:
         self._removed(name)
         await self._refresh()
         if gone is not None:
-            await gone._refresh()  # one name less: its open handles see nlink drop
+            await gone._refresh_held()  # one name less: its open handles see nlink drop
 
     async def rmdir(self, name: bytes) -> None:
         self._fs.check_writable()
@@ -334,7 +345,7 @@ class RemoteInode:
         moved = self._children.pop(name, None)
         replaced = new_parent._children.pop(new_name, None)
         if replaced is not None and replaced is not moved and not replaced.is_dir:
-            await replaced._refresh()  # one name of it less
+            await replaced._refresh_held()  # one name of it less
         self._forget_listing()
         new_parent._forget_listing()
         if moved is not None:

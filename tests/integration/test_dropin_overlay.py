@@ -238,3 +238,29 @@ def test_other_users_own_what_they_create_in_an_on_disk_upper(tmp_path: Path) ->
             assert (upper / "pub" / "suid").stat().st_uid == 65534
     finally:
         shutil.rmtree(public)
+
+
+def test_lower_directories_renamed_in_a_ring(tmp_path: Path) -> None:
+    """unionmount-testsuite's rename-mass-dir over layers: each move lands on
+    the whiteout the previous one left."""
+    layers = []
+    for i in range(3):
+        layer = tmp_path / f"l{i}"
+        (layer / "a" / f"no_dir10{i}").mkdir(parents=True)
+        layers.append(layer)
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    with mounted_layers(tmp_path / "m", *reversed(layers), options=opts(upper, work)) as m:
+        a = m / "a"
+        for i in (3, 4, 5):
+            (a / f"no_dir10{i}").mkdir()
+        for src, dst in ((5, 6), (4, 5), (3, 4), (2, 3), (1, 2), (0, 1), (6, 0), (5, 6)):
+            # As the suite does between steps: the kernel forgets its inodes,
+            # the daemon gives back their fids.
+            Path("/proc/sys/vm/drop_caches").write_text("2\n")
+            os.rename(a / f"no_dir10{src}", a / f"no_dir10{dst}")
+        seen = sorted(os.listdir(a))
+    assert seen == [f"no_dir10{i}" for i in (0, 1, 2, 3, 4, 6)]
+    with mounted_layers(tmp_path / "m2", *reversed(layers), options=opts(upper, work)) as m2:
+        assert sorted(os.listdir(m2 / "a")) == seen
