@@ -459,6 +459,19 @@ class Client:
             out += [e for e in ents if e.name not in (b".", b"..")]
             offset = ents[-1].offset
 
+    async def listdir(self, fid: int, names: Sequence[bytes] = ()) -> list[DirentAttr] | None:
+        """Every entry, with attributes, of the directory at fid/names, in one round
+        trip and without a fid (Tlistdir); None when the listing does not fit in
+        one reply (then walk, lopen and readdir_all). EOPNOTSUPP without extensions
+        or from a server that lacks it."""
+        if not self.extensions:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        r = await self._rpc(w.Tlistdir(fid, tuple(names), self.msize - w.IOHDRSZ), w.Rlistdir)
+        if not r.complete:
+            return None
+        return [DirentAttr(d.name, d.qid, d.offset, d.type, d.stat)
+                for d in w.unpack_dirent_stats(r.data)]
+
     async def mkdir(self, dfid: int, name: bytes, mode: int, gid: int) -> Qid:
         return (await self._rpc(w.Tmkdir(dfid, name, mode, gid), w.Rmkdir)).qid
 
@@ -525,6 +538,15 @@ class Client:
             return b"".join(chunks)
         finally:
             await self.clunk(newfid)
+
+    async def xattr_at(self, fid: int, names: Sequence[bytes], name: bytes) -> bytes:
+        """The xattr `name` (b"": the NUL-separated name list) of the file at
+        fid/names, in one round trip and without a fid (Txattrat). EOPNOTSUPP
+        without extensions or from a server that lacks it; ERANGE when the
+        value does not fit in one reply."""
+        if not self.extensions:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        return (await self._rpc(w.Txattrat(fid, tuple(names), name), w.Rxattrat)).data
 
     async def getxattr(self, fid: int, name: bytes) -> bytes:
         """The value of xattr `name` (ENODATA if absent)."""

@@ -114,12 +114,13 @@ class Connection:
             w.Tlopen: self._lopen, w.Tlopenfd: self._lopen, w.Topenat: self._openat,
             w.Tlcreate: self._lcreate,
             w.Tlcreatefd: self._lcreate, w.Treaddir: self._readdir,
-            w.Treaddirattr: self._readdir, w.Tmkdir: self._mkdir, w.Tsymlink: self._symlink,
+            w.Treaddirattr: self._readdir, w.Tlistdir: self._listdir, w.Tmkdir: self._mkdir,
+            w.Tsymlink: self._symlink,
             w.Tmknod: self._mknod, w.Tlink: self._link, w.Treadlink: self._readlink,
             w.Trenameat: self._renameat, w.Trename: self._rename,
             w.Tunlinkat: self._unlinkat, w.Tremove: self._remove, w.Tstatfs: self._statfs,
             w.Tclunk: self._clunk, w.Txattrwalk: self._xattrwalk,
-            w.Txattrcreate: self._xattrcreate,
+            w.Txattrcreate: self._xattrcreate, w.Txattrat: self._xattrat,
         }
         self._async: dict[type[w.Message], Callable[[Any], Awaitable[Reply]]] = {
             w.Tread: self._read, w.Twrite: self._write, w.Tfsync: self._fsync,
@@ -548,6 +549,32 @@ class Connection:
         data = b"".join(parts)
         return w.Rreaddirattr(data) if with_attrs else w.Rreaddir(data)
 
+    def _listdir(self, msg: w.Tlistdir) -> Reply:
+        node, _ = self._walk_nodes(self._fid(msg.fid), msg.names, partial=False)
+        try:
+            fd = node.export.open(node, os.O_RDONLY | os.O_DIRECTORY)
+        finally:
+            node.release()
+        try:
+            export = node.export
+            limit = min(msg.count, self.msize - w.READ_OVERHEAD - 1)
+            parts: list[bytes] = []
+            used = 0
+            for index, e in enumerate(export.list_dir(fd)):
+                try:
+                    st = export.stat_entry(fd, e.name)
+                except FileNotFoundError:
+                    continue
+                a = stat_of(st)
+                blob = w.pack_dirent_stat(w.DirentStat(a.qid, index + 1, e.dtype, e.name, a))
+                used += len(blob)
+                if used > limit:
+                    return w.Rlistdir(0, b"")
+                parts.append(blob)
+        finally:
+            os.close(fd)
+        return w.Rlistdir(1, b"".join(parts))
+
     def _mkdir(self, msg: w.Tmkdir) -> Reply:
         f = self._fid(msg.dfid)
         return w.Rmkdir(qid_of(f.node.export.mkdir(f.node, msg.name, msg.mode, f.uid,
@@ -607,6 +634,20 @@ class Connection:
         return w.Rclunk()
 
     # -- handlers: xattrs -----------------------------------------------------------
+
+    def _xattrat(self, msg: w.Txattrat) -> Reply:
+        node, _ = self._walk_nodes(self._fid(msg.fid), msg.names, partial=False)
+        try:
+            ex = node.export
+            if msg.name:
+                data = ex.getxattr(node, msg.name)
+            else:
+                data = b"".join(n + b"\0" for n in ex.listxattr(node))
+        finally:
+            node.release()
+        if len(data) > self.msize - w.READ_OVERHEAD:
+            raise OSError(errno.ERANGE, "xattr too big for one reply")
+        return w.Rxattrat(data)
 
     def _xattrwalk(self, msg: w.Txattrwalk) -> Reply:
         f = self._fid(msg.fid)

@@ -862,6 +862,48 @@ class Ropenat(Message):
     qid: Qid
 
 
+@_msg(162, "fid:d names:S count:d")
+@dataclass(frozen=True, slots=True)
+class Tlistdir(Message):
+    """Walk `names` from `fid`, open the directory there, and return every entry
+    with its attributes (as Rreaddirattr entries), in one round trip and
+    without a fid: replaces Twalk + Tlopenfd + Treaddirattr... + Tclunk.
+
+    At most `count` bytes of entries (and what fits in msize); `complete` is 0
+    when the listing was cut short: the client then lists the usual way.
+    """
+
+    fid: int
+    names: tuple[bytes, ...]
+    count: int
+
+
+@_msg(163, "complete:b data:D")
+@dataclass(frozen=True, slots=True)
+class Rlistdir(Message):
+    complete: int
+    data: bytes
+
+
+@_msg(164, "fid:d names:S name:s")
+@dataclass(frozen=True, slots=True)
+class Txattrat(Message):
+    """Walk `names` from `fid` and read the xattr `name` of the file there (an
+    empty name: the NUL-terminated list of its xattr names), in one round trip
+    and without a fid: replaces Twalk + Txattrwalk + Tread + Tclunk. The value
+    must fit in one reply (else ERANGE: the client then asks the usual way)."""
+
+    fid: int
+    names: tuple[bytes, ...]
+    name: bytes
+
+
+@_msg(165, "data:D")
+@dataclass(frozen=True, slots=True)
+class Rxattrat(Message):
+    data: bytes
+
+
 #: message numbers that exist only on a connection that negotiated VERSION_EXT
 EXTENSION_TYPES = frozenset(t for t in MESSAGES if 150 <= t < 200)
 

@@ -53,6 +53,8 @@ class RemoteFs:
         self.fid_table = FidTable(fid_capacity)
         #: Topenat (walk+open+donate in one round trip) works on this connection.
         self.can_openat = client.extensions
+        self.can_listdir = client.extensions  # Tlistdir: a directory listed in one round trip
+        self.can_xattr_at = client.extensions  # Txattrat: an xattr read in one round trip
         self.root = RemoteInode(self, None, b"", root_stat, fid=root_fid)
 
     @classmethod

@@ -206,13 +206,15 @@ class RemoteInode:
             self._fs.stats.hits += 1
             return self._listing
         self._fs.stats.misses += 1
-        client = self._fs.client
-        dfid = await self._fs.walk(await self.fid(), [])
-        try:
-            await client.lopen(dfid, os.O_RDONLY | os.O_DIRECTORY)
-            dirents = await client.readdir_all(dfid)
-        finally:
-            await client.clunk(dfid)
+        dirents = await self._list() if self._fs.can_listdir else None
+        if dirents is None:
+            client = self._fs.client
+            dfid = await self._fs.walk(await self.fid(), [])
+            try:
+                await client.lopen(dfid, os.O_RDONLY | os.O_DIRECTORY)
+                dirents = await client.readdir_all(dfid)
+            finally:
+                await client.clunk(dfid)
         entries = [await self._entry_of(d) for d in dirents]
         listed = {d.name for d in dirents}
         for gone in [name for name in self._children if name not in listed]:
@@ -220,6 +222,22 @@ class RemoteInode:
         self._listing = entries
         self._listed_at = time.monotonic()
         return entries
+
+    async def _list(self) -> list[DirentAttr] | None:
+        """The listing in one round trip (Tlistdir), from our fid, or from the
+        parent's by name when we have none (no fid walked just to list); None
+        when it does not fit in one reply or the gofer lacks Tlistdir."""
+        if self._fid is None and self._parent is not None:
+            fid, names = await self._parent.fid(), [self._name]
+        else:
+            fid, names = await self.fid(), []
+        try:
+            return await self._fs.client.listdir(fid, names)
+        except OSError as exc:
+            if exc.errno != errno.EOPNOTSUPP:
+                raise
+            self._fs.can_listdir = False
+            return None
 
     async def _entry_of(self, dirent: DirentAttr) -> DirEntry:
         st = dirent.stat
@@ -437,7 +455,32 @@ class RemoteInode:
 
     # -- extended attributes -----------------------------------------------
 
+    async def _xattr_at(self, name: bytes) -> bytes | None:
+        """xattr `name` (b"": the name list) in one round trip (Txattrat), from our
+        fid, or from the parent's by name when we have none (a copy-up reads the
+        lower's xattrs once: no fid walked for that); None: ask the usual way."""
+        fs = self._fs
+        if not fs.can_xattr_at:
+            return None
+        if self._fid is None and self._parent is not None:
+            fid, names = await self._parent.fid(), [self._name]
+        else:
+            fid, names = await self.fid(), []
+        try:
+            return await fs.client.xattr_at(fid, names, name)
+        except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:
+                fs.can_xattr_at = False
+            elif exc.errno != errno.ERANGE:
+                raise
+            return None
+
     async def getxattr(self, name: bytes) -> bytes:
+        if not name:
+            raise OSError(errno.EINVAL, "empty xattr name")
+        value = await self._xattr_at(name)
+        if value is not None:
+            return value
         return await self._fs.client.getxattr(await self.fid(), name)
 
     async def setxattr(self, name: bytes, value: bytes, flags: int = 0) -> None:
@@ -445,6 +488,9 @@ class RemoteInode:
         await self._fs.client.setxattr(await self.fid(), name, value, flags)
 
     async def listxattr(self) -> list[bytes]:
+        listing = await self._xattr_at(b"")
+        if listing is not None:
+            return [n for n in listing.split(b"\0") if n]
         return await self._fs.client.listxattr(await self.fid())
 
     async def removexattr(self, name: bytes) -> None:

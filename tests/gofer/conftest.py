@@ -87,9 +87,9 @@ def connect(addr: str) -> socket.socket:
 
 @asynccontextmanager
 async def gofer_client(procs: Procs, root: Path, *extra: str,
-                       extensions: bool = True) -> AsyncIterator[Client]:
+                       extensions: bool = True, msize: int = 1 << 20) -> AsyncIterator[Client]:
     sock, _ = spawn_pair(procs, root, *extra)
-    async with open_client(sock, extensions=extensions) as client:
+    async with open_client(sock, extensions=extensions, msize=msize) as client:
         yield client
 
 
