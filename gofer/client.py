@@ -4,7 +4,8 @@ Any number of trio tasks may call a `Client` at once: each call takes a tag,
 sends its frame under the transport's send lock and waits; one reader task
 routes replies to callers by tag. Donated fds (sandboxfs extension) arrive in
 stream order, so the reader keeps a FIFO of fds received with the bytes and
-hands the oldest to each reply whose `hasfd` flag is set (and to every Ropenat).
+hands the oldest to each reply whose `hasfd` flag is set (and to every Ropenat;
+an Ropenatbatch takes one per file it opened).
 
 A caller cancelled while waiting gets its request flushed (Tflush) in the
 background; the tag is reused only after Rflush, and an fd that still
@@ -70,13 +71,22 @@ def _eio(why: str = "connection to the 9P server lost") -> OSError:
 class _Pending:
     """One request waiting for its reply."""
 
-    __slots__ = ("event", "reply", "fd", "orphaned")
+    __slots__ = ("event", "reply", "fd", "fds", "orphaned")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.reply: w.Message | None = None
         self.fd: int | None = None
+        self.fds: list[int] = []  # the fds of an Ropenatbatch
         self.orphaned = False
+
+    def close_fds(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
 
 
 class Client:
@@ -143,23 +153,27 @@ class Client:
 
     def _route(self, tag: int, msg: w.Message) -> None:
         fd = None
+        batch: list[int] = []
         if isinstance(msg, w.Ropenat) or (isinstance(msg, w.Rlopenfd | w.Rlcreatefd)
                                           and msg.hasfd):
             if not self._fds:
                 raise w.ProtocolError("reply flagged with an fd, but none arrived")
             fd = self._fds.popleft()
+        elif isinstance(msg, w.Ropenatbatch) and msg.qids:
+            if len(self._fds) < len(msg.qids):
+                raise w.ProtocolError("Ropenatbatch came with too few fds")
+            batch = [self._fds.popleft() for _ in msg.qids]
         p = self._pending.get(tag)
-        if p is None:
+        if p is None or p.orphaned:  # orphaned: flushed; the flush frees the tag
             if fd is not None:
                 os.close(fd)
-            return
-        if p.orphaned:  # flushed: drop the reply; the flush frees the tag
-            if fd is not None:
-                os.close(fd)
-            del self._pending[tag]
+            for extra in batch:
+                os.close(extra)
+            if p is not None:
+                del self._pending[tag]
             return
         del self._pending[tag]
-        p.reply, p.fd = msg, fd
+        p.reply, p.fd, p.fds = msg, fd, batch
         p.event.set()
 
     def _fail_all(self) -> None:
@@ -187,6 +201,14 @@ class Client:
 
     async def _rpc_fd(self, msg: w.Message, expect: type[_R]) -> tuple[_R, int | None]:
         """Send `msg`, wait for its reply; raise its Rlerror; return reply and fd."""
+        reply, fd, extra = await self._rpc_fds(msg, expect)
+        for stray in extra:
+            os.close(stray)
+        return reply, fd
+
+    async def _rpc_fds(self, msg: w.Message,
+                       expect: type[_R]) -> tuple[_R, int | None, list[int]]:
+        """`_rpc_fd`, also returning the fds of an Ropenatbatch."""
         if self._dead:
             raise _eio()
         tag = self._alloc_tag()
@@ -200,24 +222,22 @@ class Client:
                 p.orphaned = True
                 self._nursery.start_soon(self._flush, tag)
             else:
-                if p.fd is not None:
-                    os.close(p.fd)
+                p.close_fds()
                 self._free_tags.append(tag)
             raise
         except BaseException:
             self._pending.pop(tag, None)
             raise
         self._free_tags.append(tag)
-        reply, fd = p.reply, p.fd
+        reply = p.reply
         if reply is None:
             raise _eio()
         if isinstance(reply, w.Rlerror):
             raise OSError(reply.ecode, os.strerror(reply.ecode))
         if not isinstance(reply, expect):
-            if fd is not None:
-                os.close(fd)
+            p.close_fds()
             raise OSError(errno.EPROTO, f"expected {expect.__name__}, got {type(reply).__name__}")
-        return reply, fd
+        return reply, p.fd, p.fds
 
     async def _rpc(self, msg: w.Message, expect: type[_R]) -> _R:
         reply, fd = await self._rpc_fd(msg, expect)
@@ -406,6 +426,25 @@ class Client:
         if fd is None:
             raise OSError(errno.EPROTO, "Ropenat came without its fd")
         return r.qid, fd
+
+    async def openat_batch(self, fid: int,
+                           names: Sequence[bytes]) -> list[tuple[Qid, int] | int]:
+        """Open each regular file fid/name read-only, in one round trip and
+        without a fid (Topenatbatch, at most `wire.MAX_OPEN_BATCH` names): per
+        name, (qid, donated fd) or the errno it failed with. The caller owns the
+        fds. EOPNOTSUPP without extensions, fd passing, or Topenatbatch."""
+        if not self.extensions:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        r, _, fds = await self._rpc_fds(w.Topenatbatch(fid, tuple(names)), w.Ropenatbatch)
+        if len(r.errnos) != len(names) or r.errnos.count(0) != len(fds):
+            for fd in fds:
+                os.close(fd)
+            raise OSError(errno.EPROTO, "Ropenatbatch does not match its request")
+        out: list[tuple[Qid, int] | int] = []
+        opened = iter(zip(r.qids, fds, strict=True))
+        for code in r.errnos:
+            out.append(next(opened) if code == 0 else code)
+        return out
 
     async def lcreate(self, fid: int, name: bytes, flags: int, mode: int,
                       gid: int) -> tuple[Qid, int, int | None]:

@@ -71,11 +71,12 @@ class Fid:
 
 @dataclass(frozen=True, slots=True)
 class _WithFd:
-    """A reply that donates `fd`: still owned by its fid (not closed), unless
-    `close` (Ropenat: no fid holds it; closed once sent)."""
+    """A reply that donates `fd` (a tuple: several, Ropenatbatch): still owned
+    by its fid (not closed), unless `close` (Ropenat: no fid holds it; closed
+    once sent)."""
 
     msg: w.Message
-    fd: int
+    fd: int | tuple[int, ...]
     close: bool = False
 
 
@@ -112,6 +113,7 @@ class Connection:
             w.Twalkgetattr: self._walkgetattr, w.Tgetattr: self._getattr,
             w.Tgetattrbatch: self._getattrbatch, w.Tsetattr: self._setattr,
             w.Tlopen: self._lopen, w.Tlopenfd: self._lopen, w.Topenat: self._openat,
+            w.Topenatbatch: self._openatbatch,
             w.Tlcreate: self._lcreate,
             w.Tlcreatefd: self._lcreate, w.Treaddir: self._readdir,
             w.Treaddirattr: self._readdir, w.Tlistdir: self._listdir, w.Tmkdir: self._mkdir,
@@ -236,11 +238,13 @@ class Connection:
                 await self._send(tag, reply.msg, reply.fd)
             finally:
                 if reply.close:
-                    os.close(reply.fd)
+                    for fd in (reply.fd,) if isinstance(reply.fd, int) else reply.fd:
+                        os.close(fd)
         else:
             await self._send(tag, reply)
 
-    async def _send(self, tag: int, msg: w.Message, fd: int | None = None) -> None:
+    async def _send(self, tag: int, msg: w.Message,
+                    fd: int | tuple[int, ...] | None = None) -> None:
         frame = w.encode(tag, msg)
         if self.msize and len(frame) > self.msize:
             frame = w.encode(tag, w.Rlerror(errno.EMSGSIZE))
@@ -453,6 +457,40 @@ class Connection:
             os.close(fd)
             raise OSError(errno.EINVAL, "Topenat opens regular files only")
         return _WithFd(w.Ropenat(qid_of(st)), fd, close=True)
+
+    def _openatbatch(self, msg: w.Topenatbatch) -> Reply:
+        if not self.transport.can_pass_fds:
+            raise OSError(errno.EOPNOTSUPP, "no fd passing on this transport")
+        if len(msg.names) > w.MAX_OPEN_BATCH:
+            raise OSError(errno.EINVAL, f"more than {w.MAX_OPEN_BATCH} names")
+        f = self._fid(msg.fid)
+        errnos: list[int] = []
+        qids: list[w.Qid] = []
+        fds: list[int] = []
+        try:
+            for name in msg.names:
+                try:
+                    node, _ = self._walk_nodes(f, (name,), partial=False)
+                    try:
+                        fd = node.export.open(node, os.O_RDONLY)
+                    finally:
+                        node.release()
+                    st = os.fstat(fd)
+                    if not stat.S_ISREG(st.st_mode):
+                        os.close(fd)
+                        raise OSError(errno.EINVAL, "Topenatbatch opens regular files only")
+                except OSError as exc:
+                    errnos.append(exc.errno or errno.EIO)
+                    continue
+                errnos.append(0)
+                qids.append(qid_of(st))
+                fds.append(fd)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        reply = w.Ropenatbatch(tuple(errnos), tuple(qids))
+        return _WithFd(reply, tuple(fds), close=True) if fds else reply
 
     def _lcreate(self, msg: w.Tlcreate | w.Tlcreatefd) -> Reply:
         f = self._fid(msg.fid)

@@ -1,9 +1,9 @@
 """The only gofer module that touches sockets: bytes and donated fds, awaited with trio.
 
 A `Transport` moves raw bytes (framing is the codec's job, `wire.FrameBuffer`)
-and, on AF_UNIX sockets, file descriptors with SCM_RIGHTS. At most one fd is
-sent per frame, attached to the frame's first byte, so the receiver gets it no
-later than the frame and can keep a FIFO of fds (docs/protocol.md, "fd
+and, on AF_UNIX sockets, file descriptors with SCM_RIGHTS. The fds of a frame
+(one, or up to 16 for Ropenatbatch) are attached to its first byte, so the
+receiver gets them no later than the frame and can keep a FIFO of fds (docs/protocol.md, "fd
 donation").
 """
 
@@ -13,14 +13,16 @@ import array
 import ipaddress
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
 
 #: bytes asked for per receive; bigger than most frames so one syscall gets one frame
 RECV_SIZE = 256 * 1024
-#: room for this many fds in one recvmsg (we send one per frame; a few frames may merge)
-_MAX_FDS = 16
+#: room for this many fds in one recvmsg (at most 16 per frame, Ropenatbatch; Linux
+#: ends a recvmsg after the first message that carried fds)
+_MAX_FDS = 64
 
 
 class Transport:
@@ -82,17 +84,18 @@ class Transport:
                 self._eager = 0
                 await trio.lowlevel.wait_readable(self.sock)
 
-    def _send_now(self, view: memoryview, fd: int | None) -> int:
+    def _send_now(self, view: memoryview, fd: int | Sequence[int] | None) -> int:
         try:
             if fd is not None:
+                fds = [fd] if isinstance(fd, int) else list(fd)
                 return self.sock.sendmsg([view], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                   array.array("i", [fd]).tobytes())])
+                                                   array.array("i", fds).tobytes())])
             return self.sock.send(view)
         except BlockingIOError:
             return 0
 
-    async def send(self, data: bytes, fd: int | None = None) -> None:
-        """Send one whole frame, with `fd` attached to its first byte.
+    async def send(self, data: bytes, fd: int | Sequence[int] | None = None) -> None:
+        """Send one whole frame, with `fd` (or several fds) attached to its first byte.
 
         Frames never interleave (send lock), and a frame sent halfway is
         finished even if the caller is cancelled: it would break the stream.

@@ -904,6 +904,31 @@ class Rxattrat(Message):
     data: bytes
 
 
+#: most names in one Topenatbatch (its fds travel in one SCM_RIGHTS message)
+MAX_OPEN_BATCH = 16
+
+
+@_msg(166, "fid:d names:S")
+@dataclass(frozen=True, slots=True)
+class Topenatbatch(Message):
+    """Open, read-only, each regular file `fid/name` (one name each, at most
+    MAX_OPEN_BATCH) and donate the fds of those that opened, in one round trip
+    and without a fid: Topenat for several files of one directory at once."""
+
+    fid: int
+    names: tuple[bytes, ...]
+
+
+@_msg(167, "errnos:F qids:R")
+@dataclass(frozen=True, slots=True)
+class Ropenatbatch(Message):
+    """One errno per name (0: opened); one qid per name opened, in order, and
+    as many fds attached to the frame (SCM_RIGHTS), in the same order."""
+
+    errnos: tuple[int, ...]
+    qids: tuple[Qid, ...]
+
+
 #: message numbers that exist only on a connection that negotiated VERSION_EXT
 EXTENSION_TYPES = frozenset(t for t in MESSAGES if 150 <= t < 200)
 

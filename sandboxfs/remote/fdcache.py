@@ -41,6 +41,10 @@ class FdCache:
                 os.close(old)
         return fd
 
+    def __contains__(self, key: int) -> bool:
+        """Whether `key` has an fd (without touching the LRU order)."""
+        return key in self._fds
+
     def acquire(self, fd: int) -> None:
         self._users[fd] = self._users.get(fd, 0) + 1
 

@@ -55,6 +55,7 @@ class RemoteFs:
         self.can_openat = client.extensions
         self.can_listdir = client.extensions  # Tlistdir: a directory listed in one round trip
         self.can_xattr_at = client.extensions  # Txattrat: an xattr read in one round trip
+        self.can_open_batch = client.extensions  # Topenatbatch: siblings opened together
         self.root = RemoteInode(self, None, b"", root_stat, fid=root_fid)
 
     @classmethod

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from gofer.client import DirentAttr, Stat
+from gofer.wire import MAX_OPEN_BATCH
 from sandboxfs.remote.attrs import AT_REMOVEDIR, attr_of, no_such, same_file
 from sandboxfs.remote.regular_file import RemoteFile
 from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr, StatFs
@@ -48,6 +49,7 @@ class RemoteInode:
         # (a getattr through our fid cannot tell: it follows the file, not the name).
         self._named = self._checked
         self._walks = 0  # names walked here one by one (see lookup)
+        self._read_opens = 0  # files opened here for reading one by one (see cached_read_fd)
 
     # -- helpers -----------------------------------------------------------
 
@@ -437,12 +439,58 @@ class RemoteInode:
         return fd
 
     async def cached_read_fd(self) -> int:
-        """A read-only host fd for this file from the fd cache, opened if missing."""
+        """A read-only host fd for this file from the fd cache, opened if missing.
+
+        From the second file of a listed directory opened this way on, the
+        file is opened together with up to MAX_OPEN_BATCH - 1 of its regular
+        siblings not in the cache (the names after it, in name order, then
+        those before), in one round trip: a reader going through a
+        directory's files (cat, tar, cp -r, an indexer) then finds their fds
+        cached. One file opened alone in a directory is opened alone.
+        """
         fds = self._fs.fds
         fd = fds.get(self.ino)
         if fd is None:
-            fd = fds.put(self.ino, await self._openat(os.O_RDONLY))
+            parent = self._parent
+            if parent is not None and self._fs.can_open_batch:
+                parent._read_opens += 1
+                if parent._read_opens >= 2 and parent._listing is not None:
+                    fd = await parent._open_batch(self)
+            if fd is None:
+                fd = fds.put(self.ino, await self._openat(os.O_RDONLY))
         return fd
+
+    async def _open_batch(self, first: RemoteInode) -> int | None:
+        """Open `first` and some of its siblings (see `cached_read_fd`); the fd
+        of `first`, or None when it did not open that way (then Topenat)."""
+        fs = self._fs
+        fds = fs.fds
+        others = sorted(name for name, child in self._children.items()
+                        if child is not first and statmod.S_ISREG(child._stat.mode)
+                        and child.ino not in fds)
+        after = [name for name in others if name > first._name]
+        before = [name for name in others if name < first._name]
+        batch = [first._name, *(after + before)[:MAX_OPEN_BATCH - 1]]
+        try:
+            results = await fs.client.openat_batch(await self.fid(), batch)
+        except OSError as exc:
+            if exc.errno != errno.EOPNOTSUPP:
+                raise
+            fs.can_open_batch = False
+            return None
+        mine = None
+        for name, result in zip(batch, results, strict=True):
+            if isinstance(result, int):
+                continue  # gone, or not readable: its own open will say why
+            qid, fd = result
+            child = first if name == first._name else self._children.get(name)
+            if child is None or child.ino != qid.path:
+                os.close(fd)  # the host replaced it since the listing
+                continue
+            got = fds.put(child.ino, fd)
+            if child is first:
+                mine = got
+        return mine
 
     async def readlink(self) -> bytes:
         if not statmod.S_ISLNK(self._stat.mode):
