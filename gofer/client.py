@@ -106,6 +106,8 @@ class Client:
         self.msize = 0
         self.version = ""
         self.extensions = False
+        # Requests sent, by message type (the daemon's `stats`).
+        self.sent: dict[str, int] = {}
 
     # -- session --------------------------------------------------------------
 
@@ -193,6 +195,8 @@ class Client:
         return self._next_tag - 1
 
     async def _send(self, tag: int, msg: w.Message) -> None:
+        kind = type(msg).__name__
+        self.sent[kind] = self.sent.get(kind, 0) + 1
         try:
             await self._transport.send(w.encode(tag, msg))
         except OSError:

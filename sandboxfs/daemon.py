@@ -160,7 +160,8 @@ def mount_handlers(cfg: DaemonConfig, served: Served,
                                   stop=bool(request.get("stop")))
 
     async def stats(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-        return {"fuse": ops.stats(), "cache": [r.stats.to_json() for r in remotes]}
+        return {"fuse": ops.stats(), "cache": [r.stats.to_json() for r in remotes],
+                "gofer": [dict(r.client.sent) for r in remotes]}
 
     async def changes(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         """The root overlay's upper, entry by entry (dev sandboxes' diff and export)."""
