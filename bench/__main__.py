@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from bench import busy, report
+from bench.profile import Profiler
 from bench.progress import Progress
 from bench.runner import Runner
 from bench.sysinfo import collect
@@ -44,9 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="a small tree (2,000 files, 150 dirs, 64 MiB file): a few minutes")
     p.add_argument("--runs", type=int, default=3, help="runs of every workload (default 3)")
-    p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="py-spy the sandboxfs daemon and gofer during each sandboxfs step;"
-                        " raw profiles and summaries go to DIR (slows sandboxfs a little)")
     p.add_argument("--targets", type=lambda s: _names(s, TARGET_NAMES, "target"),
                    default=list(TARGET_NAMES), help="comma list of: " + ",".join(TARGET_NAMES))
     p.add_argument("--workloads", type=lambda s: _names(s, WORKLOAD_IDS, "workload"),
@@ -61,6 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quiet-wait", type=float, default=5.0, metavar="SECONDS",
                    help="before each step, wait up to this long for other processes to calm "
                         "down (default 5; 0: never wait)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="attach py-spy to sandboxfs's daemon and gofer during each sandboxfs "
+                        "step; summaries (and raw stacks under DIR/raw) go to DIR. Distorts "
+                        "the timings: for profiles, not figures")
     p.add_argument("--render", type=Path, metavar="RESULTS.json",
                    help="only render the Markdown and charts of a saved results file")
     args = p.parse_args(argv)
@@ -136,9 +138,19 @@ def main(argv: list[str] | None = None) -> int:
                      f"over the step and > {busy.MIN_FOREIGN_S} CPU-s; before each step the "
                      f"bench waited up to {args.quiet_wait:g} s for a quiet moment",
     }
+    profiler = None
+    if args.profile is not None:
+        profiler = Profiler(args.profile.resolve(), args.sandboxfs, layout.mnt, layout.lower,
+                            args.runs)
+        why = profiler.available()
+        if why:
+            print(f"bench: --profile: {why}", file=sys.stderr)
+            return 2
+        meta["profiled"] = (f"py-spy attached to sandboxfs's daemon and gofer: the sandboxfs "
+                            f"figures of this run are distorted; profiles in {args.profile}")
     runner = Runner(layout, targets, workloads, tree, scale, args.runs,
                     tuple(pick_files(tree.manifest, scale.appends)), args.timeout,
-                    args.quiet_wait, on_progress=progress, profile_dir=args.profile)
+                    args.quiet_wait, on_progress=progress, profiler=profiler)
     status = 0
     try:
         for problem in clean_workdir(layout):
@@ -159,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     md = write_outputs(results, stem, progress)
     print(md)
     print(f"bench: results in {stem}.json, .md, .png", file=sys.stderr)
+    if profiler is not None:
+        for path in profiler.written:
+            print(f"bench: profile {path}", file=sys.stderr)
     return status
 
 

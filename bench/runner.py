@@ -18,11 +18,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench import busy
-from bench.profile import Recorder, sandboxfs_processes
+from bench.profile import Profiler
 from bench.targets import Layout, MountError, Target
 from bench.tree import BuiltTree
 from bench.workloads import STEP_TIMEOUT_S, Context, Scale, Step, Workload
@@ -104,8 +103,8 @@ class Runner:
     append_files: tuple[str, ...]
     timeout: float = STEP_TIMEOUT_S
     quiet_wait: float = 5.0
-    profile_dir: Path | None = None  # py-spy the sandboxfs daemon and gofer per step
     on_progress: Callable[[str, int, int], None] = lambda text, done, total: None
+    profiler: Profiler | None = None  # --profile: py-spy on sandboxfs's daemon and gofer
     samples: list[Sample] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -174,16 +173,14 @@ class Runner:
         if step.cold:
             drop_caches()
         waited = busy.wait_quiet(self.quiet_wait) if self.quiet_wait > 0 else 0.0
-        recorder = None
-        if self.profile_dir is not None and target.name == "sandboxfs":
-            prefix = self.profile_dir / f"{step.metric.id}-run{run}"
-            recorder = Recorder.start(sandboxfs_processes(self.layout.mnt), prefix,
-                                      [self.layout.sandboxfs, "stats", str(self.layout.mnt)])
+        session = None
+        if self.profiler is not None and target.name == "sandboxfs":
+            session = self.profiler.start(step.metric.id, run)
         before = busy.snapshot()
         out = run_in_child(step, ctx, self.timeout)
         report = busy.compare(before, busy.snapshot()).as_dict()
-        if recorder is not None:
-            recorder.stop()
+        if session is not None and self.profiler is not None:
+            self.profiler.finish(session, step.metric.label, out)
         report["waited_for_quiet_s"] = round(waited, 2)
         if not out["ok"]:
             self._record(run, workload, step, target, error=out["error"], busy=report)
