@@ -33,6 +33,7 @@ from sandboxfs.checkpoint.service import (
 )
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.control import server as control
+from sandboxfs.fuse_loop import init_session, serve_session
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
 from sandboxfs.gofer_proc import Export, GoferProcess
 from sandboxfs.idmap import IdMapping
@@ -230,7 +231,7 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
                 remotes.append(remote)
             served = await build_ops(cfg, remotes)
             listener = control.bind(cfg.control_path) if cfg.control_path else None
-            pyfuse3.init(served.ops, cfg.mountpoint, fuse_options(cfg))
+            init_session(served.ops, cfg.mountpoint, fuse_options(cfg))
             mounted = True
             read_ahead = open_read_ahead(cfg.mountpoint)
             ready(None)
@@ -244,7 +245,7 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
                 nursery.start_soon(stop_on_signal, cfg.mountpoint)
                 if read_ahead is not None:
                     nursery.start_soon(apply_read_ahead, read_ahead)
-                await pyfuse3.main()
+                await serve_session()
                 nursery.cancel_scope.cancel()
     except BaseException as exc:
         if not mounted:

@@ -24,6 +24,7 @@ from sandboxfs.checkpoint.service import Match, match_table, mount_table, write_
 from sandboxfs.confine import deny_all_host_paths, start_unmount_guard
 from sandboxfs.control import server as control
 from sandboxfs.daemon import DaemonConfig, fuse_options, raise_fd_limit, stop_on_signal, timeouts_of
+from sandboxfs.fuse_loop import init_session, serve_session
 from sandboxfs.fuse_ops import CacheTimeouts, FuseOps
 from sandboxfs.gofer_proc import GoferProcess
 from sandboxfs.mountns import MountedInode
@@ -129,7 +130,7 @@ async def serve_pod(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> N
             for cid, plan, sockets in cfg.pod_extra:
                 await pod.add(cid, plan, sockets, restore=_restoring(image, cid, plan))
             ops = FuseOps(pod.root, CacheTimeouts.exclusive(), timeouts_for=_timeouts)
-            pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
+            init_session(ops, cfg.mountpoint, fuse_options(cfg))
             mounted = True
             read_ahead = open_read_ahead(cfg.mountpoint)
             ready(None)
@@ -140,7 +141,7 @@ async def serve_pod(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> N
             nursery.start_soon(stop_on_signal, cfg.mountpoint)
             if read_ahead is not None:
                 nursery.start_soon(apply_read_ahead, read_ahead)
-            await pyfuse3.main()
+            await serve_session()
             await pod.close()
             nursery.cancel_scope.cancel()
     except BaseException as exc:
