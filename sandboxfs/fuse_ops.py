@@ -82,10 +82,11 @@ class CacheTimeouts:
     entry: float
     attr: float
     keep_cache: bool
+    negative: bool = False  # absent names cached by the kernel too, for `entry`
 
     @classmethod
     def exclusive(cls) -> CacheTimeouts:
-        return cls(entry=86400.0, attr=86400.0, keep_cache=True)
+        return cls(entry=86400.0, attr=86400.0, keep_cache=True, negative=True)
 
     @classmethod
     def none(cls) -> CacheTimeouts:
@@ -195,6 +196,21 @@ class FuseOps(pyfuse3.Operations):
         self._entries[node_id] = (attr, timeouts, entry)
         return entry
 
+    def _negative_entry(self, parent: Inode) -> pyfuse3.EntryAttributes:
+        """ENOENT that the kernel keeps (st_ino 0) on an exclusive mount, for its
+        entry timeout: `git status` and compilers look up the same absent names
+        over and over. A name created through the mount replaces the kernel's
+        negative entry. Mounts whose tree may change behind the kernel
+        (revalidate, none) answer a plain ENOENT, so a file the host creates
+        shows at the next lookup."""
+        timeouts = self._timeouts_of(parent)
+        if not timeouts.negative or not timeouts.entry:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        entry = pyfuse3.EntryAttributes()
+        entry.st_ino = 0
+        entry.entry_timeout = timeouts.entry
+        return entry
+
     async def _reply_entry(self, inode: Inode) -> pyfuse3.EntryAttributes:
         attr = await inode.getattr()
         return self._entry(self._remember(inode, attr), attr, inode)
@@ -209,7 +225,13 @@ class FuseOps(pyfuse3.Operations):
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        child = await self._inode(parent_inode).lookup(name)
+        parent = self._inode(parent_inode)
+        try:
+            child = await parent.lookup(name)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            return self._negative_entry(parent)
         return await self._reply_entry(child)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
