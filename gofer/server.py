@@ -447,16 +447,23 @@ class Connection:
     def _openat(self, msg: w.Topenat) -> Reply:
         if not self.transport.can_pass_fds:
             raise OSError(errno.EOPNOTSUPP, "no fd passing on this transport")
-        node, _ = self._walk_nodes(self._fid(msg.fid), msg.names, partial=False)
+        fd, st = self._open_regular_at(self._fid(msg.fid), msg.names, msg.flags)
+        return _WithFd(w.Ropenat(qid_of(st)), fd, close=True)
+
+    def _open_regular_at(self, f: Fid, names: tuple[bytes, ...],
+                         flags: int) -> tuple[int, os.stat_result]:
+        """Walk `names` from `f` and open the regular file there (Topenat and
+        Topenatbatch donate only regular files: EINVAL for anything else)."""
+        node, _ = self._walk_nodes(f, names, partial=False)
         try:
-            fd = node.export.open(node, msg.flags)
+            fd = node.export.open(node, flags)
         finally:
             node.release()
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            raise OSError(errno.EINVAL, "Topenat opens regular files only")
-        return _WithFd(w.Ropenat(qid_of(st)), fd, close=True)
+            raise OSError(errno.EINVAL, "only regular files are opened at a path")
+        return fd, st
 
     def _openatbatch(self, msg: w.Topenatbatch) -> Reply:
         if not self.transport.can_pass_fds:
@@ -470,15 +477,7 @@ class Connection:
         try:
             for name in msg.names:
                 try:
-                    node, _ = self._walk_nodes(f, (name,), partial=False)
-                    try:
-                        fd = node.export.open(node, os.O_RDONLY)
-                    finally:
-                        node.release()
-                    st = os.fstat(fd)
-                    if not stat.S_ISREG(st.st_mode):
-                        os.close(fd)
-                        raise OSError(errno.EINVAL, "Topenatbatch opens regular files only")
+                    fd, st = self._open_regular_at(f, (name,), os.O_RDONLY)
                 except OSError as exc:
                     errnos.append(exc.errno or errno.EIO)
                     continue

@@ -5,13 +5,14 @@ Every process a fixture starts is stopped by its pid when the test ends.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -91,6 +92,13 @@ async def gofer_client(procs: Procs, root: Path, *extra: str,
     sock, _ = spawn_pair(procs, root, *extra)
     async with open_client(sock, extensions=extensions, msize=msize) as client:
         yield client
+
+
+async def expect(code: int, aw: Awaitable[object]) -> None:
+    """Await `aw` and check that it fails with errno `code`."""
+    with pytest.raises(OSError) as info:
+        await aw
+    assert info.value.errno == code, errno.errorcode.get(info.value.errno or 0)
 
 
 def free_port() -> int:

@@ -8,13 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gofer.conftest import Procs, gofer_client
-
-
-async def expect(code: int, coro: object) -> None:
-    with pytest.raises(OSError) as info:
-        await coro  # type: ignore[misc]
-    assert info.value.errno == code, errno.errorcode.get(info.value.errno or 0)
+from tests.gofer.conftest import Procs, expect, gofer_client
 
 
 async def test_listdir_matches_open_and_readdir(procs: Procs, sample: Path) -> None:
