@@ -5,12 +5,13 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 DEB_PKGS  := fuse3 libfuse3-dev pkg-config gcc diod fuse-overlayfs busybox-static attr git
 STAMP     := $(VENV)/.setup-stamp
+FUSE_SHIM := sandboxfs/native/libsandboxfs_fuse_shim.so
 
 .PHONY: setup demo test lint typecheck bench bench-quick bench-idmap clean
 
 # mount(8) runs fuse helpers with a fixed PATH, so `mount -t fuse.sandboxfs` and
 # mount.fuse3 find the command only in a system directory: link this checkout's.
-setup: $(STAMP)
+setup: $(STAMP) $(FUSE_SHIM)
 	@if [ "$$(id -u)" -eq 0 ]; then ln -sfn "$(abspath $(VENV))/bin/sandboxfs" /usr/local/bin/sandboxfs; fi
 
 $(STAMP): pyproject.toml scripts/setup-debian.sh
@@ -19,6 +20,10 @@ $(STAMP): pyproject.toml scripts/setup-debian.sh
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# The library that lets the kernel keep directory listings (sandboxfs/fuse_shim.py).
+$(FUSE_SHIM): sandboxfs/native/fuse_shim.c $(STAMP)
+	gcc -O2 -shared -fPIC -Wall -Werror $$(pkg-config --cflags fuse3) -o $@ $< -ldl -lfuse3
 
 demo: setup
 	bash examples/demo.sh
@@ -49,4 +54,4 @@ bench-idmap: setup $(BENCH_STAMP)
 	$(PY) -m bench.idmap $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) examples/bundle/rootfs
+	rm -rf $(VENV) examples/bundle/rootfs $(FUSE_SHIM)

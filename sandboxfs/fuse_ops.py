@@ -24,6 +24,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
 
+from sandboxfs import fuse_shim
+from sandboxfs.fuse_shim import CACHE_DIR_BIT
 from sandboxfs.idmap import IdMapping
 from sandboxfs.pause import Pauser
 from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr
@@ -387,6 +389,8 @@ class FuseOps(pyfuse3.Operations):
         if (attr.mode & 0o170000) != 0o040000:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         fh = self._new_fh()
+        if self._timeouts_of(node).keep_cache:
+            fh |= CACHE_DIR_BIT  # nothing changes it behind the kernel: keep its listing
         self._dirs[fh] = _DirHandle(node)
         return fh
 
@@ -436,4 +440,4 @@ class FuseOps(pyfuse3.Operations):
     def stats(self) -> dict[str, Any]:
         """Table sizes, for `pod stats` and leak checks in tests."""
         return {"nodes": len(self._nodes), "files": len(self._files), "dirs": len(self._dirs),
-                "requests": dict(self.requests)}
+                "requests": dict(self.requests), "listing_cache": fuse_shim.loaded()}

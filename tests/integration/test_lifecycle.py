@@ -199,6 +199,36 @@ def test_absent_names_are_cached_by_the_kernel_until_created(tmp_path: Path) -> 
         assert (mnt / "absent").is_dir()
 
 
+def test_listings_are_kept_by_the_kernel_until_changed_through_the_mount(
+        tmp_path: Path) -> None:
+    """On an exclusive mount the kernel keeps a directory's listing: listing
+    it again reaches the daemon for OPENDIR only, no READDIR; a name made or
+    removed through the mount shows in the next listing."""
+    lower = make_lower_for_stats(tmp_path / "lower")
+
+    def requests(mnt: Path) -> dict[str, int]:
+        stats = json.loads(sandboxfs("stats", str(mnt)).stdout)
+        assert stats["fuse"]["listing_cache"], "the listing cache's library is not loaded"
+        return dict(stats["fuse"]["requests"])
+
+    with mounted_layers(tmp_path / "mnt", lower) as mnt:
+        first = sorted(os.listdir(mnt / "dir"))
+        assert first == ["a.txt", "sub"]
+        before = requests(mnt)
+        for _ in range(5):
+            assert sorted(os.listdir(mnt / "dir")) == first
+        after = requests(mnt)
+        assert after.get("readdir", 0) == before.get("readdir", 0)
+        assert after.get("opendir", 0) == before.get("opendir", 0) + 5
+        (mnt / "dir" / "new.txt").write_text("new\n")
+        assert sorted(os.listdir(mnt / "dir")) == ["a.txt", "new.txt", "sub"]
+        (mnt / "dir" / "a.txt").unlink()
+        os.rename(mnt / "dir" / "new.txt", mnt / "dir" / "renamed.txt")
+        (mnt / "dir" / "sub2").mkdir()
+        assert sorted(os.listdir(mnt / "dir")) == ["renamed.txt", "sub", "sub2"]
+        assert requests(mnt).get("readdir", 0) > after.get("readdir", 0)
+
+
 def make_lower_for_stats(root: Path) -> Path:
     from tests.integration.test_overlay_mount import make_lower
 
