@@ -256,3 +256,19 @@ def test_pod_checkpoint_and_restore_keep_containers_and_masters(pod: PodSetup) -
     finally:
         sandboxfs("umount", str(mnt))
         wait_gone([pid])
+
+
+def test_a_name_absent_in_one_container_shows_once_another_creates_it(pod: PodSetup) -> None:
+    """A master is one tree: a name one container looked for in vain (a
+    negative entry the kernel may keep) shows there once another container
+    creates it, and its listing shows it too."""
+    app = _add(pod, "app")
+    sandbox = pod.mnt / "sandbox"
+    assert not (app / "cache" / "later").exists()
+    before = sorted(os.listdir(app / "cache"))
+    (sandbox / "cache" / "later").write_text("made by the sandbox\n")
+    assert (app / "cache" / "later").read_text() == "made by the sandbox\n"
+    assert sorted(os.listdir(app / "cache")) == sorted([*before, "later"])
+    (sandbox / "cache" / "later").unlink()
+    assert not (app / "cache" / "later").exists()
+    assert sorted(os.listdir(app / "cache")) == before
