@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import trio
 
 from gofer.host import Export, restrict_to_exports
+from gofer.private_mounts import leave_host_mounts
 from gofer.server import serve_listener, serve_transport
 from gofer.transport import ListenAddress, Transport, describe
 
@@ -124,6 +125,7 @@ def run(argv: list[str] | None = None) -> int:
         return _fail("a --root without --fd needs a --listen address")
     fd_socks: list[tuple[socket.socket, Export]] = []
     exports: list[Export] = []
+    leave_host_mounts()  # before any export is opened (private_mounts.py)
     try:
         for r in roots:
             try:

@@ -246,6 +246,14 @@ async def serve(cfg: DaemonConfig, ready: Callable[[str | None], None]) -> None:
                 if read_ahead is not None:
                     nursery.start_soon(apply_read_ahead, read_ahead)
                 await serve_session()
+                # Unmounted (or told to stop): the gofer goes first, at once.
+                # Its descriptors keep the layers' filesystems busy, and a
+                # caller that unmounts those right after `umount MNT` (as
+                # overlayfs users do) must not meet EBUSY; it has nothing to
+                # flush (every write it made was a system call already done).
+                gofer.kill()
+                for remote in remotes:
+                    remote.close()  # the donated fds: they hold the layers too
                 nursery.cancel_scope.cancel()
     except BaseException as exc:
         if not mounted:

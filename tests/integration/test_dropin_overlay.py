@@ -264,3 +264,40 @@ def test_lower_directories_renamed_in_a_ring(tmp_path: Path) -> None:
     assert seen == [f"no_dir10{i}" for i in (0, 1, 2, 3, 4, 6)]
     with mounted_layers(tmp_path / "m2", *reversed(layers), options=opts(upper, work)) as m2:
         assert sorted(os.listdir(m2 / "a")) == seen
+
+
+def test_layers_unmount_at_once_after_the_mount_and_while_mounted(tmp_path: Path) -> None:
+    """As with kernel overlayfs, `umount MNT; umount LOWER` never meets EBUSY
+    (the gofer holds its layers through a private copy of the mounts, not the
+    host's), and a layer unmounted while the overlay is mounted stays readable
+    through it until the overlay goes."""
+    lower, upfs, mnt = tmp_path / "lower", tmp_path / "upfs", tmp_path / "mnt"
+    for path in (lower, upfs, mnt):
+        path.mkdir()
+
+    def mount_layers() -> str:
+        subprocess.run(["mount", "-t", "tmpfs", "lower_layer", str(lower)], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "upper_layer", str(upfs)], check=True)
+        (lower / "d").mkdir()
+        (lower / "d" / "f").write_text("lower\n")
+        for sub in ("u", "w"):
+            (upfs / sub).mkdir()
+        return f"lowerdir={lower},upperdir={upfs}/u,workdir={upfs}/w"
+
+    try:
+        for _ in range(15):
+            sandboxfs("sandboxfs-test", str(mnt), "-o", mount_layers())
+            with open(mnt / "d" / "f", "a") as f:  # a copy-up: the upper is written
+                f.write("appended\n")
+            assert (mnt / "d" / "f").read_text() == "lower\nappended\n"
+            subprocess.run(["umount", str(mnt)], check=True)
+            for layer in (lower, upfs):
+                gone = subprocess.run(["umount", str(layer)], capture_output=True, text=True)
+                assert gone.returncode == 0, gone.stderr
+        sandboxfs("sandboxfs-test", str(mnt), "-o", mount_layers())
+        subprocess.run(["umount", str(lower)], check=True)
+        assert (mnt / "d" / "f").read_text() == "lower\n"
+    finally:
+        for path in (mnt, lower, upfs):  # whatever a failure left mounted
+            while os.path.ismount(path):
+                subprocess.run(["umount", "-l", str(path)], check=True)
