@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from sandboxfs.control.client import request
+from sandboxfs.mounts import control_path
 from tests.integration.mounting import (
     children_of,
     daemon_pid,
@@ -176,14 +178,25 @@ def test_stats_over_the_control_socket_and_no_socket_left(tmp_path: Path) -> Non
     assert bad.returncode == 1 and "cannot reach" in bad.stderr
 
 
+def fuse_requests(mnt: Path, *, listing_cache: bool = False) -> dict[str, int]:
+    """The daemon's FUSE request counts, asked in-process (milliseconds, not a
+    `sandboxfs stats` process): this kernel forgets a dentry left unused for
+    about a second whatever its timeout, and what it forgot it looks up
+    again, which a slow check would count."""
+    sock = run_dir() / "mounts" / control_path(os.path.realpath(mnt)).name
+    stats = request(str(sock), {"op": "stats"})
+    if listing_cache:
+        assert stats["fuse"]["listing_cache"], "the listing cache's library is not loaded"
+    return dict(stats["fuse"]["requests"])
+
+
 def test_absent_names_are_cached_by_the_kernel_until_created(tmp_path: Path) -> None:
     """A failed lookup is answered as a negative entry: asking again does not
     reach the daemon, and creating the name through the mount shows it."""
     lower = make_lower_for_stats(tmp_path / "lower")
 
     def lookups(mnt: Path) -> int:
-        stats = json.loads(sandboxfs("stats", str(mnt)).stdout)
-        return int(stats["fuse"]["requests"].get("lookup", 0))
+        return fuse_requests(mnt).get("lookup", 0)
 
     with mounted_layers(tmp_path / "mnt", lower) as mnt:
         assert not (mnt / "absent").exists()
@@ -207,9 +220,7 @@ def test_listings_are_kept_by_the_kernel_until_changed_through_the_mount(
     lower = make_lower_for_stats(tmp_path / "lower")
 
     def requests(mnt: Path) -> dict[str, int]:
-        stats = json.loads(sandboxfs("stats", str(mnt)).stdout)
-        assert stats["fuse"]["listing_cache"], "the listing cache's library is not loaded"
-        return dict(stats["fuse"]["requests"])
+        return fuse_requests(mnt, listing_cache=True)
 
     with mounted_layers(tmp_path / "mnt", lower) as mnt:
         first = sorted(os.listdir(mnt / "dir"))
