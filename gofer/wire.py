@@ -25,326 +25,100 @@ docs/protocol.md.
 from __future__ import annotations
 
 import errno
-import struct
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, TypeVar
-
-VERSION_L = b"9P2000.L"
-VERSION_EXT = b"9P2000.L.sandboxfs.1"
-VERSION_UNKNOWN = b"unknown"
-
-NOTAG = 0xFFFF
-NOFID = 0xFFFFFFFF
-HEADER_SIZE = 7  # size[4] type[1] tag[2]
-#: bytes of an Rread/Rreaddir frame that are not payload: header + count[4]
-READ_OVERHEAD = HEADER_SIZE + 4
-#: bytes of a Twrite frame that are not payload: header + fid[4] offset[8] count[4]
-WRITE_OVERHEAD = HEADER_SIZE + 4 + 8 + 4
-#: what clients keep off msize for read/readdir counts (Linux's P9_IOHDRSZ); diod
-#: refuses counts above msize - IOHDRSZ
-IOHDRSZ = 24
-#: smallest msize we accept: room for an Rgetattr and a path component or two
-MIN_MSIZE = 4096
-#: largest msize we accept; bigger ones are refused, not clamped (docs/protocol.md)
-MAX_MSIZE = 1 << 20
-
-# qid types
-QTDIR = 0x80
-QTSYMLINK = 0x02
-QTFILE = 0x00
-
-# Tgetattr request mask / Rgetattr valid bits
-GETATTR_BASIC = 0x000007FF
-GETATTR_ALL = 0x00003FFF
-
-# Tsetattr valid bits
-SETATTR_MODE = 0x001
-SETATTR_UID = 0x002
-SETATTR_GID = 0x004
-SETATTR_SIZE = 0x008
-SETATTR_ATIME = 0x010
-SETATTR_MTIME = 0x020
-SETATTR_CTIME = 0x040
-SETATTR_ATIME_SET = 0x080
-SETATTR_MTIME_SET = 0x100
-
-
-class ProtocolError(Exception):
-    """The peer sent bytes that are not a valid 9P2000.L frame or message.
-
-    `errno` is what to answer in Rlerror (EPROTO for a malformed body,
-    EOPNOTSUPP for an unknown message type); `tag` is the frame's tag when the
-    header was readable, so the receiver can answer that request and go on.
-    """
-
-    def __init__(self, message: str, *, tag: int | None = None,
-                 error: int = errno.EPROTO) -> None:
-        super().__init__(message)
-        self.tag = tag
-        self.errno = error
-
-
-class FramingError(ProtocolError):
-    """The frame boundaries themselves are lost: the only safe reply is to close."""
-
-
-class UsageError(ValueError):
-    """Our own caller asked to encode something that 9P cannot carry."""
-
-
-@dataclass(frozen=True, slots=True)
-class Qid:
-    """The server's identity of a file: type bits, version, and path (= st_ino)."""
-
-    type: int
-    version: int
-    path: int
-
-
-@dataclass(frozen=True, slots=True)
-class Stat:
-    """Attributes of a file: Rgetattr's, or the extension attribute record.
-
-    Times are nanoseconds since the epoch. `dev` is the host st_dev; plain
-    Rgetattr has no device field, so it is 0 there (unknown).
-    """
-
-    qid: Qid
-    mode: int
-    uid: int
-    gid: int
-    nlink: int
-    rdev: int
-    size: int
-    blksize: int
-    blocks: int
-    atime_ns: int
-    mtime_ns: int
-    ctime_ns: int
-    dev: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Dirent:
-    """One entry of an Rreaddir payload."""
-
-    qid: Qid
-    offset: int
-    type: int
-    name: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class DirentStat:
-    """One entry of an Rreaddirattr payload: a dirent plus full attributes."""
-
-    qid: Qid
-    offset: int
-    type: int
-    name: bytes
-    stat: Stat
-
-
-@dataclass(frozen=True, slots=True)
-class StatOrErrno:
-    """One result of Rgetattrbatch: attributes, or the errno that prevented them."""
-
-    stat: Stat | None
-    error: int = 0
-
-
-# ---------------------------------------------------------------------------
-# Field codecs. A message class lists its fields as (name, kind); kinds:
-#   b u8, w u16, d u32, q u64, s string, Q qid, S strings (u16 n), R qids
-#   (u16 n), D data (u32 count + bytes), F fids (u16 n + u32 each), A attr
-#   record, AS attr records (u16 n), B batch results (u16 n).
-
-_U8 = struct.Struct("<B")
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_QID = struct.Struct("<BIQ")
-_HEADER = struct.Struct("<IBH")
-# qid[13] mode[4] uid[4] gid[4] nlink[8] rdev[8] size[8] blksize[8] blocks[8]
-# atime_ns[8] mtime_ns[8] ctime_ns[8] (signed) dev[8]
-_ATTR = struct.Struct("<BIQIIIQQQQQqqqQ")
-_FIXED = {"b": _U8, "w": _U16, "d": _U32, "q": _U64}
-
-
-class _Reader:
-    """A cursor over one message body; every read is bounds-checked."""
-
-    __slots__ = ("buf", "pos", "tag")
-
-    def __init__(self, buf: bytes, tag: int) -> None:
-        self.buf = buf
-        self.pos = 0
-        self.tag = tag
-
-    def take(self, n: int) -> int:
-        start = self.pos
-        if n < 0 or start + n > len(self.buf):
-            raise ProtocolError(f"body too short: need {n} bytes at offset {start}, "
-                                f"have {len(self.buf) - start}", tag=self.tag)
-        self.pos = start + n
-        return start
-
-    def fixed(self, st: struct.Struct) -> Any:
-        return st.unpack_from(self.buf, self.take(st.size))[0]
-
-    def string(self) -> bytes:
-        n = self.fixed(_U16)
-        start = self.take(n)
-        return bytes(self.buf[start:start + n])
-
-    def qid(self) -> Qid:
-        return Qid(*_QID.unpack_from(self.buf, self.take(_QID.size)))
-
-    def attr(self) -> Stat:
-        v = _ATTR.unpack_from(self.buf, self.take(_ATTR.size))
-        return Stat(Qid(v[0], v[1], v[2]), *v[3:])
-
-    def data(self) -> bytes:
-        n = self.fixed(_U32)
-        start = self.take(n)
-        return bytes(self.buf[start:start + n])
-
-    def count(self) -> int:
-        return int(self.fixed(_U16))
-
-
-def _read_field(r: _Reader, kind: str) -> Any:
-    st = _FIXED.get(kind)
-    if st is not None:
-        return r.fixed(st)
-    if kind == "s":
-        return r.string()
-    if kind == "Q":
-        return r.qid()
-    if kind == "D":
-        return r.data()
-    if kind == "A":
-        return r.attr()
-    if kind == "S":
-        return tuple(r.string() for _ in range(r.count()))
-    if kind == "R":
-        return tuple(r.qid() for _ in range(r.count()))
-    if kind == "F":
-        return tuple(r.fixed(_U32) for _ in range(r.count()))
-    if kind == "AS":
-        return tuple(r.attr() for _ in range(r.count()))
-    if kind == "B":
-        out = []
-        for _ in range(r.count()):
-            err = r.fixed(_U32)
-            out.append(StatOrErrno(None, err) if err else StatOrErrno(r.attr()))
-        return tuple(out)
-    raise AssertionError(kind)
-
-
-def _pack_fixed(st: struct.Struct, value: int) -> bytes:
-    try:
-        return st.pack(value)
-    except struct.error as exc:
-        raise UsageError(f"{value!r} does not fit a {st.size}-byte field") from exc
-
-
-def _pack_string(value: bytes) -> bytes:
-    if not isinstance(value, bytes | bytearray):
-        raise UsageError(f"9P strings are bytes, not {type(value).__name__}")
-    return _pack_fixed(_U16, len(value)) + value
-
-
-def _pack_qid(q: Qid) -> bytes:
-    try:
-        return _QID.pack(q.type, q.version, q.path)
-    except struct.error as exc:
-        raise UsageError(f"bad qid {q!r}") from exc
-
-
-def pack_attr(s: Stat) -> bytes:
-    """The extension attribute record (97 bytes) of `s`."""
-    try:
-        return _ATTR.pack(s.qid.type, s.qid.version, s.qid.path, s.mode, s.uid, s.gid,
-                          s.nlink, s.rdev, s.size, s.blksize, s.blocks, s.atime_ns,
-                          s.mtime_ns, s.ctime_ns, s.dev)
-    except struct.error as exc:
-        raise UsageError(f"bad attributes {s!r}") from exc
-
-
-def _count(n: int) -> bytes:
-    return _pack_fixed(_U16, n)
-
-
-def _write_field(kind: str, value: Any) -> bytes:
-    st = _FIXED.get(kind)
-    if st is not None:
-        return _pack_fixed(st, value)
-    if kind == "s":
-        return _pack_string(value)
-    if kind == "Q":
-        return _pack_qid(value)
-    if kind == "D":
-        return _pack_fixed(_U32, len(value)) + bytes(value)
-    if kind == "A":
-        return pack_attr(value)
-    if kind == "S":
-        return _count(len(value)) + b"".join(_pack_string(v) for v in value)
-    if kind == "R":
-        return _count(len(value)) + b"".join(_pack_qid(v) for v in value)
-    if kind == "F":
-        return _count(len(value)) + b"".join(_pack_fixed(_U32, v) for v in value)
-    if kind == "AS":
-        return _count(len(value)) + b"".join(pack_attr(v) for v in value)
-    if kind == "B":
-        parts = [_count(len(value))]
-        for item in value:
-            if item.stat is None:
-                if not item.error:
-                    raise UsageError("a batch result needs a stat or a non-zero errno")
-                parts.append(_pack_fixed(_U32, item.error))
-            else:
-                parts.append(_U32.pack(0) + pack_attr(item.stat))
-        return b"".join(parts)
-    raise AssertionError(kind)
-
-
-# ---------------------------------------------------------------------------
-# Messages. Each class: TYPE (message number) and FIELDS (wire order).
-
-
-class Message:
-    """Base of every 9P message; subclasses are frozen dataclasses."""
-
-    __slots__ = ()
-    TYPE: ClassVar[int]
-    FIELDS: ClassVar[tuple[tuple[str, str], ...]]
-
-
-MESSAGES: dict[int, type[Message]] = {}
-
-
-_M = TypeVar("_M", bound=type[Message])
-
-
-def _msg(type_: int, spec: str) -> Callable[[_M], _M]:
-    """Class decorator: register the message dataclass under number `type_`.
-
-    `spec` is "name:kind name:kind ..." and must list the dataclass fields in
-    order; it is checked here so a typo fails at import, not on the wire.
-    """
-
-    def wrap(cls: _M) -> _M:
-        pairs = tuple((a, b) for a, _, b in (p.partition(":") for p in spec.split()))
-        if [p[0] for p in pairs] != [f.name for f in fields(cls)]:  # type: ignore[arg-type]
-            raise AssertionError(f"{cls.__name__}: spec does not match fields")
-        cls.TYPE = type_
-        cls.FIELDS = pairs
-        MESSAGES[type_] = cls
-        return cls
-
-    return wrap
+from dataclasses import dataclass
+
+from gofer.wire_codec import (
+    GETATTR_ALL,
+    GETATTR_BASIC,
+    HEADER_SIZE,
+    IOHDRSZ,
+    MAX_MSIZE,
+    MESSAGES,
+    MIN_MSIZE,
+    NOFID,
+    NOTAG,
+    QTDIR,
+    QTFILE,
+    QTSYMLINK,
+    READ_OVERHEAD,
+    SETATTR_ATIME,
+    SETATTR_ATIME_SET,
+    SETATTR_CTIME,
+    SETATTR_GID,
+    SETATTR_MODE,
+    SETATTR_MTIME,
+    SETATTR_MTIME_SET,
+    SETATTR_SIZE,
+    SETATTR_UID,
+    VERSION_EXT,
+    VERSION_L,
+    VERSION_UNKNOWN,
+    WRITE_OVERHEAD,
+    Dirent,
+    DirentStat,
+    FrameBuffer,
+    FramingError,
+    Message,
+    ProtocolError,
+    Qid,
+    Stat,
+    StatOrErrno,
+    UsageError,
+    _msg,
+    _read_field,
+    _Reader,
+    encode,
+    pack_attr,
+    pack_dirent,
+    pack_dirent_stat,
+    unpack_dirent_stats,
+    unpack_dirents,
+)
+from gofer.wire_ext import (
+    EXTENSION_TYPES,
+    MAX_OPEN_BATCH,
+    Rgetattrbatch,
+    Rlcreatefd,
+    Rlistdir,
+    Rlopenfd,
+    Ropenat,
+    Ropenatbatch,
+    Rreaddirattr,
+    Rwalkgetattr,
+    Rxattrat,
+    Tgetattrbatch,
+    Tlcreatefd,
+    Tlistdir,
+    Tlopenfd,
+    Topenat,
+    Topenatbatch,
+    Treaddirattr,
+    Twalkgetattr,
+    Txattrat,
+)
+
+# Everything callers use comes from here: the building blocks (wire_codec.py),
+# the 9P2000.L messages below and the extensions (wire_ext.py).
+__all__ = [
+    "decode", "Dirent", "DirentStat", "encode", "EXTENSION_TYPES", "FrameBuffer",
+    "FramingError", "GETATTR_ALL", "GETATTR_BASIC", "HEADER_SIZE", "IOHDRSZ", "MAX_MSIZE",
+    "MAX_OPEN_BATCH", "Message", "MESSAGES", "MIN_MSIZE", "NOFID", "NOTAG", "pack_attr",
+    "pack_dirent", "pack_dirent_stat", "ProtocolError", "Qid", "QTDIR", "QTFILE", "QTSYMLINK",
+    "Rattach", "Rauth", "Rclunk", "READ_OVERHEAD", "Rflush", "Rfsync", "Rgetattr",
+    "Rgetattrbatch", "Rlcreate", "Rlcreatefd", "Rlerror", "Rlink", "Rlistdir", "Rlopen",
+    "Rlopenfd", "Rmkdir", "Rmknod", "Ropenat", "Ropenatbatch", "Rread", "Rreaddir",
+    "Rreaddirattr", "Rreadlink", "Rremove", "Rrename", "Rrenameat", "Rsetattr", "Rstatfs",
+    "Rsymlink", "Runlinkat", "Rversion", "Rwalk", "Rwalkgetattr", "Rwrite", "Rxattrat",
+    "Rxattrcreate", "Rxattrwalk", "SETATTR_ATIME", "SETATTR_ATIME_SET", "SETATTR_CTIME",
+    "SETATTR_GID", "SETATTR_MODE", "SETATTR_MTIME", "SETATTR_MTIME_SET", "SETATTR_SIZE",
+    "SETATTR_UID", "Stat", "StatOrErrno", "Tattach", "Tauth", "Tclunk", "Tflush", "Tfsync",
+    "Tgetattr", "Tgetattrbatch", "Tlcreate", "Tlcreatefd", "Tlink", "Tlistdir", "Tlopen",
+    "Tlopenfd", "Tmkdir", "Tmknod", "Topenat", "Topenatbatch", "Tread", "Treaddir",
+    "Treaddirattr", "Treadlink", "Tremove", "Trename", "Trenameat", "Tsetattr", "Tstatfs",
+    "Tsymlink", "Tunlinkat", "Tversion", "Twalk", "Twalkgetattr", "Twrite", "Txattrat",
+    "Txattrcreate", "Txattrwalk", "unpack_dirent_stats", "unpack_dirents", "UsageError",
+    "VERSION_EXT", "VERSION_L", "VERSION_UNKNOWN", "WRITE_OVERHEAD",
+]
 
 
 @_msg(7, "ecode:d")
@@ -757,194 +531,8 @@ class Rremove(Message):
     pass
 
 
-# --- sandboxfs extensions (only after VERSION_EXT was negotiated) -----------
-
-
-@_msg(150, "fid:d flags:d")
-@dataclass(frozen=True, slots=True)
-class Tlopenfd(Message):
-    """Tlopen that may donate the opened host fd (regular files, unix sockets)."""
-
-    fid: int
-    flags: int
-
-
-@_msg(151, "qid:Q iounit:d hasfd:b")
-@dataclass(frozen=True, slots=True)
-class Rlopenfd(Message):
-    """hasfd=1: exactly one fd came with this frame's bytes (SCM_RIGHTS)."""
-
-    qid: Qid
-    iounit: int
-    hasfd: int
-
-
-@_msg(152, "fid:d name:s flags:d mode:d gid:d")
-@dataclass(frozen=True, slots=True)
-class Tlcreatefd(Message):
-    fid: int
-    name: bytes
-    flags: int
-    mode: int
-    gid: int
-
-
-@_msg(153, "qid:Q iounit:d hasfd:b")
-@dataclass(frozen=True, slots=True)
-class Rlcreatefd(Message):
-    qid: Qid
-    iounit: int
-    hasfd: int
-
-
-@_msg(154, "fid:d newfid:d names:S")
-@dataclass(frozen=True, slots=True)
-class Twalkgetattr(Message):
-    """Twalk that is all-or-nothing and returns every component's attributes."""
-
-    fid: int
-    newfid: int
-    names: tuple[bytes, ...]
-
-
-@_msg(155, "qids:R stats:AS")
-@dataclass(frozen=True, slots=True)
-class Rwalkgetattr(Message):
-    qids: tuple[Qid, ...]
-    stats: tuple[Stat, ...]
-
-
-@_msg(156, "fids:F")
-@dataclass(frozen=True, slots=True)
-class Tgetattrbatch(Message):
-    fids: tuple[int, ...]
-
-
-@_msg(157, "results:B")
-@dataclass(frozen=True, slots=True)
-class Rgetattrbatch(Message):
-    results: tuple[StatOrErrno, ...]
-
-
-@_msg(158, "fid:d offset:q count:d")
-@dataclass(frozen=True, slots=True)
-class Treaddirattr(Message):
-    fid: int
-    offset: int
-    count: int
-
-
-@_msg(159, "data:D")
-@dataclass(frozen=True, slots=True)
-class Rreaddirattr(Message):
-    data: bytes
-
-
-@_msg(160, "fid:d names:S flags:d")
-@dataclass(frozen=True, slots=True)
-class Topenat(Message):
-    """Walk `names` from `fid` and open the regular file there, donating its fd.
-
-    No fid is made: one round trip replaces Twalk + Tlopenfd + Tclunk. Only
-    where fds can be passed (else EOPNOTSUPP); a non-regular file is EINVAL.
-    """
-
-    fid: int
-    names: tuple[bytes, ...]
-    flags: int
-
-
-@_msg(161, "qid:Q")
-@dataclass(frozen=True, slots=True)
-class Ropenat(Message):
-    """Exactly one fd comes with this frame's bytes (SCM_RIGHTS); the client owns it."""
-
-    qid: Qid
-
-
-@_msg(162, "fid:d names:S count:d")
-@dataclass(frozen=True, slots=True)
-class Tlistdir(Message):
-    """Walk `names` from `fid`, open the directory there, and return every entry
-    with its attributes (as Rreaddirattr entries), in one round trip and
-    without a fid: replaces Twalk + Tlopenfd + Treaddirattr... + Tclunk.
-
-    At most `count` bytes of entries (and what fits in msize); `complete` is 0
-    when the listing was cut short: the client then lists the usual way.
-    """
-
-    fid: int
-    names: tuple[bytes, ...]
-    count: int
-
-
-@_msg(163, "complete:b data:D")
-@dataclass(frozen=True, slots=True)
-class Rlistdir(Message):
-    complete: int
-    data: bytes
-
-
-@_msg(164, "fid:d names:S name:s")
-@dataclass(frozen=True, slots=True)
-class Txattrat(Message):
-    """Walk `names` from `fid` and read the xattr `name` of the file there (an
-    empty name: the NUL-terminated list of its xattr names), in one round trip
-    and without a fid: replaces Twalk + Txattrwalk + Tread + Tclunk. The value
-    must fit in one reply (else ERANGE: the client then asks the usual way)."""
-
-    fid: int
-    names: tuple[bytes, ...]
-    name: bytes
-
-
-@_msg(165, "data:D")
-@dataclass(frozen=True, slots=True)
-class Rxattrat(Message):
-    data: bytes
-
-
-#: most names in one Topenatbatch (its fds travel in one SCM_RIGHTS message)
-MAX_OPEN_BATCH = 16
-
-
-@_msg(166, "fid:d names:S")
-@dataclass(frozen=True, slots=True)
-class Topenatbatch(Message):
-    """Open, read-only, each regular file `fid/name` (one name each, at most
-    MAX_OPEN_BATCH) and donate the fds of those that opened, in one round trip
-    and without a fid: Topenat for several files of one directory at once."""
-
-    fid: int
-    names: tuple[bytes, ...]
-
-
-@_msg(167, "errnos:F qids:R")
-@dataclass(frozen=True, slots=True)
-class Ropenatbatch(Message):
-    """One errno per name (0: opened); one qid per name opened, in order, and
-    as many fds attached to the frame (SCM_RIGHTS), in the same order."""
-
-    errnos: tuple[int, ...]
-    qids: tuple[Qid, ...]
-
-
-#: message numbers that exist only on a connection that negotiated VERSION_EXT
-EXTENSION_TYPES = frozenset(t for t in MESSAGES if 150 <= t < 200)
-
-
 # ---------------------------------------------------------------------------
-# Frames
-
-
-def encode(tag: int, msg: Message) -> bytes:
-    """One whole frame for `msg` with `tag`. Raises UsageError for unencodable values."""
-    body = b"".join([_write_field(kind, getattr(msg, name)) for name, kind in msg.FIELDS])
-    if len(body) + HEADER_SIZE > 0xFFFFFFFF:
-        raise UsageError("message too large")
-    if not 0 <= tag <= 0xFFFF:
-        raise UsageError(f"tag {tag!r} out of range")
-    return _HEADER.pack(len(body) + HEADER_SIZE, msg.TYPE, tag) + body
+# Decoding (here, beside the messages: one of them has a legacy form)
 
 
 def decode(type_: int, tag: int, body: bytes) -> Message:
@@ -959,74 +547,3 @@ def decode(type_: int, tag: int, body: bytes) -> Message:
     if r.pos != len(body):
         raise ProtocolError(f"{cls.__name__}: {len(body) - r.pos} trailing bytes", tag=tag)
     return cls(*values)
-
-
-class FrameBuffer:
-    """Accumulates received bytes and yields whole frames, bounded by `max_size`.
-
-    A size field below the header size or above `max_size` is a FramingError:
-    we cannot know where the next frame starts, and we refuse to buffer more
-    than one maximal frame. The bound can be changed (after Tversion).
-    """
-
-    def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-
-    def __len__(self) -> int:
-        return len(self._buf)
-
-    def frames(self) -> Iterator[tuple[int, int, bytes]]:
-        """Yield (type, tag, body) for every complete frame buffered so far."""
-        buf = self._buf
-        pos = 0
-        try:
-            while len(buf) - pos >= 4:
-                (size,) = _U32.unpack_from(buf, pos)
-                if size < HEADER_SIZE or size > self.max_size:
-                    raise FramingError(f"frame size {size} outside [{HEADER_SIZE}, "
-                                       f"{self.max_size}]")
-                if len(buf) - pos < size:
-                    break
-                _, type_, tag = _HEADER.unpack_from(buf, pos)
-                body = bytes(buf[pos + HEADER_SIZE:pos + size])
-                pos += size
-                yield type_, tag, body
-        finally:
-            del buf[:pos]
-
-
-# ---------------------------------------------------------------------------
-# Directory entry payloads (Rreaddir, Rreaddirattr)
-
-
-def pack_dirent(d: Dirent) -> bytes:
-    """qid[13] offset[8] type[1] name[s]: one Rreaddir entry."""
-    return _pack_qid(d.qid) + _pack_fixed(_U64, d.offset) + _pack_fixed(_U8, d.type) \
-        + _pack_string(d.name)
-
-
-def unpack_dirents(data: bytes) -> list[Dirent]:
-    """Every entry of an Rreaddir payload; ProtocolError if one is cut short."""
-    r = _Reader(data, NOTAG)
-    out = []
-    while r.pos < len(data):
-        out.append(Dirent(r.qid(), r.fixed(_U64), r.fixed(_U8), r.string()))
-    return out
-
-
-def pack_dirent_stat(d: DirentStat) -> bytes:
-    """qid[13] offset[8] type[1] name[s] attr[97]: one Rreaddirattr entry."""
-    return pack_dirent(Dirent(d.qid, d.offset, d.type, d.name)) + pack_attr(d.stat)
-
-
-def unpack_dirent_stats(data: bytes) -> list[DirentStat]:
-    """Every entry of an Rreaddirattr payload; ProtocolError if one is cut short."""
-    r = _Reader(data, NOTAG)
-    out = []
-    while r.pos < len(data):
-        out.append(DirentStat(r.qid(), r.fixed(_U64), r.fixed(_U8), r.string(), r.attr()))
-    return out
