@@ -25,7 +25,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import pyfuse3
 
 from sandboxfs import fuse_shim
-from sandboxfs.fuse_shim import CACHE_DIR_BIT
 from sandboxfs.idmap import IdMapping
 from sandboxfs.pause import Pauser
 from sandboxfs.vfs import Attr, Creds, DirEntry, FileHandle, Inode, SetAttr
@@ -390,7 +389,7 @@ class FuseOps(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         fh = self._new_fh()
         if self._timeouts_of(node).keep_cache:
-            fh |= CACHE_DIR_BIT  # nothing changes it behind the kernel: keep its listing
+            fh |= fuse_shim.CACHE_DIR_BIT  # nothing changes it behind the kernel: keep its listing
         self._dirs[fh] = _DirHandle(node)
         return fh
 
